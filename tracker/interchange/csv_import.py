@@ -1,0 +1,234 @@
+"""`ho-tracker import DIR`: validate a folder of interchange CSVs, then store it whole.
+
+All or nothing (model-spec section 2): every file is read and checked column-wise
+first; any problem in any row rejects the run with every problem listed, and
+nothing is written. A row whose natural key is already stored adds nothing; if it
+says something different from the stored record, that is a problem too, because
+import never silently changes clinical records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tracker.errors import Conflict, Problem, TrackerError, ValidationFailed
+from tracker.interchange import csv_format as fmt
+from tracker.interchange import tables
+from tracker.interchange.validate import (
+    FileCheck,
+    check_columns,
+    check_duplicates,
+    check_rules,
+    read_csv,
+)
+from tracker.progress import NoProgress, Progress
+
+
+@dataclass
+class ImportSummary:
+    """Rows added and rows already present, per file."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_added(self) -> int:
+        return sum(self.added.values())
+
+
+def import_folder(
+    engine: Engine,
+    folder: Path,
+    *,
+    today: dt.date | None = None,
+    progress: Progress | None = None,
+) -> ImportSummary:
+    """Validate and store every interchange file in `folder`; raise ValidationFailed."""
+    progress = progress or NoProgress()
+    today = today or dt.date.today()
+    if not folder.is_dir():
+        raise TrackerError(f"{folder} is not a folder of interchange CSV files.")
+    present = [f for f in fmt.FORMATS if (folder / f.name).is_file()]
+    if not present:
+        names = ", ".join(f.name for f in fmt.FORMATS)
+        raise TrackerError(f"{folder} holds none of the interchange files ({names}).")
+
+    problems: list[Problem] = []
+    checks: dict[str, FileCheck] = {}
+    progress.start("Checking files", len(present))
+    for file in present:
+        frame, read_problems = read_csv(folder / file.name, file)
+        problems += read_problems
+        if frame is not None:
+            check = check_columns(frame, file, today)
+            check_rules(check)
+            check_duplicates(check)
+            checks[file.name] = check
+        progress.advance(1)
+
+    with engine.connect() as conn:
+        stored = _stored_patients(conn, checks)
+        _check_patients_known(checks, stored)
+        _check_after_birth(checks, stored)
+        existing = _match_stored(conn, checks, stored)
+    for check in checks.values():
+        problems += check.problem_list()
+    if problems:
+        raise ValidationFailed(problems)
+
+    try:
+        with engine.begin() as conn:
+            return _write(conn, checks, existing, progress)
+    except sa.exc.IntegrityError as error:
+        raise Conflict(
+            "Another change stored some of these records while the import ran; nothing "
+            f"was written. Run the import again. ({error.orig})"
+        ) from error
+
+
+def _mrns(checks: dict[str, FileCheck]) -> list[str]:
+    found: set[str] = set()
+    for check in checks.values():
+        found.update(check.rows["mrn"].dropna().unique())
+    return sorted(found)
+
+
+def _stored_patients(conn: sa.Connection, checks: dict[str, FileCheck]) -> pd.DataFrame:
+    return tables.patient_index(conn, _mrns(checks))
+
+
+def _check_patients_known(checks: dict[str, FileCheck], stored: pd.DataFrame) -> None:
+    known = set(stored["mrn"])
+    if fmt.PATIENTS.name in checks:
+        known.update(checks[fmt.PATIENTS.name].rows["mrn"].dropna())
+    for name, check in checks.items():
+        if name == fmt.PATIENTS.name:
+            continue
+        mrn = check.rows["mrn"]
+        unknown = mrn.notna() & ~mrn.isin(known)
+        check.add(
+            unknown,
+            "mrn",
+            "'" + mrn.fillna("") + "' is not a known patient; add it to patients.csv",
+        )
+
+
+def _birth_dates(checks: dict[str, FileCheck], stored: pd.DataFrame) -> pd.Series:
+    births = stored.set_index("mrn")["birth_date"].dropna()
+    if fmt.PATIENTS.name in checks:
+        rows = checks[fmt.PATIENTS.name].rows
+        from_file = rows.dropna(subset=["mrn", "birth_date"]).set_index("mrn")["birth_date"]
+        births = pd.concat([births[~births.index.isin(from_file.index)], from_file])
+    return births[~births.index.duplicated()]
+
+
+def _check_after_birth(checks: dict[str, FileCheck], stored: pd.DataFrame) -> None:
+    births = _birth_dates(checks, stored)
+    for name, check in checks.items():
+        if name == fmt.PATIENTS.name:
+            continue
+        birth = check.rows["mrn"].map(births)
+        for column in check.fmt.columns:
+            if column.kind != "date":
+                continue
+            value = check.rows[column.name]
+            # ISO dates compare correctly as text.
+            early = value.notna() & birth.notna() & (value < birth.fillna(""))
+            reason = value.fillna("") + " is before the patient's birth date " + birth.fillna("")
+            check.add(early, column.name, reason)
+
+
+def _match_stored(
+    conn: sa.Connection, checks: dict[str, FileCheck], stored: pd.DataFrame
+) -> dict[str, pd.Series]:
+    """For each file, which rows are already stored; conflicting rows become problems."""
+    ids = stored["id"].tolist()
+    existing: dict[str, pd.Series] = {}
+    for name, check in checks.items():
+        file = check.fmt
+        incoming = tables.canonical(check.rows, file)
+        on_file = pd.Series(False, index=check.rows.index)
+        if ids:
+            saved = tables.read_canonical(conn, file, ids)
+            if not saved.empty:
+                on_file = _compare(check, incoming, saved)
+        existing[name] = on_file
+    return existing
+
+
+def _compare(check: FileCheck, incoming: pd.DataFrame, saved: pd.DataFrame) -> pd.Series:
+    file = check.fmt
+    key = list(file.key)
+    merged = incoming.reset_index().merge(saved, on=key, how="inner", suffixes=("", "__stored"))
+    for column in file.column_names:
+        if column in key:
+            continue
+        differs = merged[column] != merged[f"{column}__stored"]
+        if differs.any():
+            lines = merged.loc[differs, "line"]
+            reason = (
+                "differs from the stored record ('" + merged.loc[differs, f"{column}__stored"]
+                + "'); import never changes stored records, correct it in the app"
+            )
+            mask = pd.Series(check.rows.index.isin(lines), index=check.rows.index)
+            check.add(mask, column, pd.Series(reason.to_numpy(), index=lines.to_numpy()))
+    return pd.Series(check.rows.index.isin(merged["line"]), index=check.rows.index)
+
+
+def _write(
+    conn: sa.Connection,
+    checks: dict[str, FileCheck],
+    existing: dict[str, pd.Series],
+    progress: Progress,
+) -> ImportSummary:
+    summary = ImportSummary()
+    new_rows = {name: check.rows[~existing[name]] for name, check in checks.items()}
+    total = sum(len(rows) for rows in new_rows.values())
+    progress.start("Writing records", total)
+    for name, check in checks.items():
+        summary.unchanged[name] = int(existing[name].sum())
+
+    if fmt.PATIENTS.name in new_rows:
+        rows = new_rows[fmt.PATIENTS.name]
+        summary.added[fmt.PATIENTS.name] = tables.bulk_insert(
+            conn, tables.patient, rows[fmt.PATIENTS.column_names], progress
+        )
+    ids = tables.patient_index(conn, _mrns(checks)).set_index("mrn")["id"]
+
+    for name, rows in new_rows.items():
+        file = checks[name].fmt
+        if file is fmt.PATIENTS:
+            continue
+        with_ids = rows.assign(patient_id=rows["mrn"].map(ids)).drop(columns="mrn")
+        if file is fmt.IMAGING:
+            summary.added[name] = _write_imaging(conn, with_ids, ids.tolist(), progress)
+        else:
+            table = tables.SIMPLE_TABLES[name]
+            columns = ["patient_id", *[c for c in file.column_names if c != "mrn"]]
+            summary.added[name] = tables.bulk_insert(conn, table, with_ids[columns], progress)
+    return summary
+
+
+def _write_imaging(
+    conn: sa.Connection, rows: pd.DataFrame, patient_ids: list[int], progress: Progress
+) -> int:
+    """Studies first (one per patient, date, modality, accession), then their findings."""
+    study_key = ["patient_id", *tables.STUDY_COLUMNS]
+    known = tables.study_index(conn, patient_ids)
+    studies = rows[study_key].drop_duplicates()
+    studies = studies.merge(known, on=study_key, how="left", indicator=True)
+    fresh = studies.loc[studies["_merge"] == "left_only", study_key]
+    tables.bulk_insert(conn, tables.study, fresh)
+    known = tables.study_index(conn, patient_ids)
+    placed = rows.merge(known, on=study_key, how="left")
+    finding_columns = [
+        "study_id",
+        *[c for c in fmt.IMAGING.column_names if c not in ("mrn", *tables.STUDY_COLUMNS)],
+    ]
+    return tables.bulk_insert(conn, tables.finding, placed[finding_columns], progress)

@@ -1,0 +1,173 @@
+"""Interchange rows in and out of the store, in bulk.
+
+Reads give each CSV file's columns in canonical text form (the exact text that
+export writes), so comparing an incoming row with a stored one is comparing
+strings. Writes go through the driver's executemany, the fastest portable path
+on both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tracker.interchange import csv_format as fmt
+from tracker.interchange.csv_format import FileFormat, format_number
+from tracker.progress import NoProgress, Progress
+from tracker.store.models import (
+    BoneScanMeasurement,
+    ImagingStudy,
+    Injury,
+    LabResult,
+    Patient,
+    Procedure,
+    SiteFinding,
+    TreatmentCourse,
+)
+
+CHUNK = 5000
+
+patient = Patient.__table__
+study = ImagingStudy.__table__
+finding = SiteFinding.__table__
+
+# The stored table behind each file other than patients and imaging.
+SIMPLE_TABLES: dict[str, sa.Table] = {
+    fmt.INJURIES.name: Injury.__table__,  # type: ignore[dict-item]
+    fmt.BONE_SCANS.name: BoneScanMeasurement.__table__,  # type: ignore[dict-item]
+    fmt.TREATMENTS.name: TreatmentCourse.__table__,  # type: ignore[dict-item]
+    fmt.PROCEDURES.name: Procedure.__table__,  # type: ignore[dict-item]
+    fmt.LABS.name: LabResult.__table__,  # type: ignore[dict-item]
+}
+STUDY_COLUMNS = ("date", "modality", "accession")
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _select_for(file: FileFormat) -> sa.Select:
+    if file is fmt.PATIENTS:
+        return sa.select(*[patient.c[name] for name in file.column_names])
+    if file is fmt.IMAGING:
+        columns = [
+            patient.c.mrn if name == "mrn"
+            else study.c[name] if name in STUDY_COLUMNS
+            else finding.c[name]
+            for name in file.column_names
+        ]
+        return (
+            sa.select(*columns)
+            .select_from(finding.join(study).join(patient))
+        )
+    table = SIMPLE_TABLES[file.name]
+    columns = [patient.c.mrn if n == "mrn" else table.c[n] for n in file.column_names]
+    return sa.select(*columns).select_from(table.join(patient))
+
+
+def _patient_id_column(file: FileFormat) -> sa.ColumnElement[Any]:
+    if file is fmt.PATIENTS:
+        return patient.c.id
+    if file is fmt.IMAGING:
+        return study.c.patient_id
+    return SIMPLE_TABLES[file.name].c.patient_id
+
+
+def read_canonical(
+    conn: Connection, file: FileFormat, patient_ids: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Stored rows of one file's kind as canonical text (all, or for some patients)."""
+    query = _select_for(file)
+    if patient_ids is None:
+        rows = conn.execute(query).all()
+    else:
+        id_column = _patient_id_column(file)
+        rows = []
+        for part in chunks(list(patient_ids)):
+            rows.extend(conn.execute(query.where(id_column.in_(part))).all())
+    frame = pd.DataFrame(rows, columns=file.column_names, dtype=object)
+    return canonical(frame, file)
+
+
+def canonical(frame: pd.DataFrame, file: FileFormat) -> pd.DataFrame:
+    """Every value as the text export writes: ISO dates, shortest numbers, '' for blank."""
+    out = pd.DataFrame(index=frame.index)
+    for column in file.columns:
+        values = frame[column.name]
+        if column.kind in ("float", "int"):
+            numbers = pd.to_numeric(values, errors="coerce")
+            if column.kind == "int":
+                text = numbers.astype("Int64").astype(str)
+                out[column.name] = text.where(numbers.notna(), "")
+            else:
+                out[column.name] = numbers.map(format_number, na_action="ignore").fillna("")
+        elif column.kind == "date":
+            out[column.name] = values.map(
+                lambda v: v if isinstance(v, str) else v.isoformat(), na_action="ignore"
+            ).fillna("")
+        else:
+            out[column.name] = values.fillna("").astype(str)
+    return out
+
+
+def patient_index(conn: Connection, mrns: Sequence[str]) -> pd.DataFrame:
+    """Stored patients among `mrns`: columns mrn, id, birth_date (ISO text or None)."""
+    rows: list[Any] = []
+    query = sa.select(patient.c.mrn, patient.c.id, patient.c.birth_date)
+    for part in chunks(list(mrns)):
+        rows.extend(conn.execute(query.where(patient.c.mrn.in_(part))).all())
+    frame = pd.DataFrame(rows, columns=["mrn", "id", "birth_date"], dtype=object)
+    frame["birth_date"] = frame["birth_date"].map(lambda d: d.isoformat(), na_action="ignore")
+    return frame
+
+
+def study_index(conn: Connection, patient_ids: Sequence[int]) -> pd.DataFrame:
+    """Stored imaging studies of these patients: id, patient_id, date (ISO), modality, accession."""
+    rows: list[Any] = []
+    query = sa.select(study.c.id, study.c.patient_id, study.c.date, study.c.modality,
+                      study.c.accession)
+    for part in chunks(list(patient_ids)):
+        rows.extend(conn.execute(query.where(study.c.patient_id.in_(part))).all())
+    frame = pd.DataFrame(rows, columns=["study_id", "patient_id", *STUDY_COLUMNS], dtype=object)
+    frame["date"] = frame["date"].map(lambda d: d.isoformat(), na_action="ignore")
+    return frame
+
+
+def bulk_insert(
+    conn: Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    progress: Progress | None = None,
+) -> int:
+    """Insert every row of `frame` (columns named as the table's) in driver batches.
+
+    Missing values become NULL; dates are ISO text, which both SQLite (as stored by
+    SQLAlchemy) and PostgreSQL (cast from an untyped parameter) accept.
+    """
+    if frame.empty:
+        return 0
+    progress = progress or NoProgress()
+    names = list(frame.columns)
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"VALUES ({', '.join([marker] * len(names))})"
+    )
+    columns = [_plain_values(frame[name]) for name in names]
+    rows = list(zip(*columns, strict=True))
+    for part in chunks(rows, 20_000):
+        conn.exec_driver_sql(sql, list(part))
+        progress.advance(len(part))
+    return len(rows)
+
+
+def _plain_values(series: pd.Series) -> list[Any]:
+    """Python scalars with None for missing, as DB drivers expect."""
+    if pd.api.types.is_integer_dtype(series.dtype) or str(series.dtype) == "Int64":
+        return series.astype(object).where(series.notna(), None).tolist()
+    return series.astype(object).where(series.notna(), None).tolist()

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables, the engine, and loaders that feed the staging core."""

@@ -1,0 +1,161 @@
+"""The controlled vocabulary of model-spec section 1, defined once.
+
+Database CHECK constraints, CSV validation, forms and API schemas all read these
+enumerations, so a value is either allowed everywhere or nowhere.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class InjuryKind(StrEnum):
+    spinal_cord_injury = "spinal_cord_injury"
+    traumatic_brain_injury = "traumatic_brain_injury"
+    acquired_brain_injury = "acquired_brain_injury"
+    burn = "burn"
+    musculoskeletal_trauma = "musculoskeletal_trauma"
+    amputation = "amputation"
+    hip_arthroplasty = "hip_arthroplasty"
+    knee_arthroplasty = "knee_arthroplasty"
+    other_surgery = "other_surgery"
+    fop = "fop"
+    other = "other"
+
+
+class Modality(StrEnum):
+    ultrasound = "ultrasound"
+    radiograph = "radiograph"
+    ct = "ct"
+    mri = "mri"
+    spect = "spect"
+    bone_scan = "bone_scan"
+    pet = "pet"
+
+
+class Site(StrEnum):
+    hip = "hip"
+    knee = "knee"
+    elbow = "elbow"
+    shoulder = "shoulder"
+    thigh = "thigh"
+    pelvis = "pelvis"
+    spine = "spine"
+    ankle = "ankle"
+    wrist = "wrist"
+    hand = "hand"
+    foot = "foot"
+    jaw = "jaw"
+    other = "other"
+
+
+class Side(StrEnum):
+    left = "left"
+    right = "right"
+    midline = "midline"
+
+
+class HoPresence(StrEnum):
+    present = "present"
+    absent = "absent"
+    indeterminate = "indeterminate"
+
+
+class SoftTissue(StrEnum):
+    none = "none"
+    swelling = "swelling"
+    mass = "mass"
+
+
+class Calcification(StrEnum):
+    none = "none"
+    present = "present"
+    peripheral = "peripheral"
+    zonal = "zonal"
+    central = "central"
+    disorganised = "disorganised"
+
+
+class Cortex(StrEnum):
+    none = "none"
+    partial = "partial"
+    well_defined = "well_defined"
+
+
+class Trabeculae(StrEnum):
+    yes = "yes"
+    no = "no"
+
+
+class Vascularity(StrEnum):
+    none = "none"
+    increased = "increased"
+
+
+class Uptake(StrEnum):
+    normal = "normal"
+    increased = "increased"
+
+
+class DellaValle(StrEnum):
+    a = "a"
+    b = "b"
+    c = "c"
+
+
+class Phase(StrEnum):
+    flow = "flow"
+    blood_pool = "blood_pool"
+    delayed = "delayed"
+
+
+class Agent(StrEnum):
+    indomethacin = "indomethacin"
+    other_nsaid = "other_nsaid"
+    etidronate = "etidronate"
+    other_bisphosphonate = "other_bisphosphonate"
+    radiotherapy = "radiotherapy"
+    physiotherapy = "physiotherapy"
+    other = "other"
+
+
+class Intent(StrEnum):
+    prophylaxis = "prophylaxis"
+    treatment = "treatment"
+    post_resection = "post_resection"
+
+
+class ProcedureKind(StrEnum):
+    resection = "resection"
+    manipulation = "manipulation"
+    other = "other"
+
+
+class Analyte(StrEnum):
+    alp = "alp"
+    bone_alp = "bone_alp"
+    crp = "crp"
+    ck = "ck"
+    d_dimer = "d_dimer"
+
+
+class Sex(StrEnum):
+    """Administrative sex, as FHIR's AdministrativeGender (the spec leaves it open)."""
+
+    female = "female"
+    male = "male"
+    other = "other"
+    unknown = "unknown"
+
+
+BROOKER_MIN, BROOKER_MAX = 0, 4
+
+# Modalities whose findings may show uptake (model-spec section 1).
+UPTAKE_MODALITIES = frozenset({Modality.bone_scan, Modality.spect, Modality.pet})
+# Modalities that can show a mature cortex (model-spec section 3, rule 1).
+CORTEX_MODALITIES = frozenset({Modality.radiograph, Modality.ct, Modality.mri})
+
+
+def values(enum: type[StrEnum]) -> list[str]:
+    """The allowed strings of an enumeration, in the spec's order."""
+    return [member.value for member in enum]
