@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+import pandas as pd
+
 from tracker import vocab
 
 ColumnKind = Literal["text", "enum", "date", "int", "float"]
@@ -174,3 +176,13 @@ def format_number(value: float) -> str:
     """The canonical text of a number: shortest round-trip form, no trailing `.0`."""
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
+
+
+def number_texts(series: pd.Series) -> pd.Series:
+    """Canonical text of each number in a column; '' where missing."""
+    values = pd.to_numeric(series, errors="coerce").astype(float)
+    return pd.Series(
+        [format_number(v) if v == v else "" for v in values.tolist()],
+        index=series.index,
+        dtype=object,
+    )

@@ -74,8 +74,11 @@ def import_folder(
 
     with engine.connect() as conn:
         stored = _stored_patients(conn, checks)
-        _check_patients_known(checks, stored)
-        _check_after_birth(checks, stored)
+        # Without a readable patients.csv nobody can say which patients are new:
+        # its own problems are reported, not a cascade of "unknown patient" lines.
+        if not (folder / fmt.PATIENTS.name).is_file() or fmt.PATIENTS.name in checks:
+            _check_patients_known(checks, stored)
+            _check_after_birth(checks, stored)
         existing = _match_stored(conn, checks, stored)
     for check in checks.values():
         problems += check.problem_list()
@@ -125,7 +128,7 @@ def _birth_dates(checks: dict[str, FileCheck], stored: pd.DataFrame) -> pd.Serie
         rows = checks[fmt.PATIENTS.name].rows
         from_file = rows.dropna(subset=["mrn", "birth_date"]).set_index("mrn")["birth_date"]
         births = pd.concat([births[~births.index.isin(from_file.index)], from_file])
-    return births[~births.index.duplicated()]
+    return births[~births.index.duplicated()].astype(object)
 
 
 def _check_after_birth(checks: dict[str, FileCheck], stored: pd.DataFrame) -> None:
@@ -133,7 +136,7 @@ def _check_after_birth(checks: dict[str, FileCheck], stored: pd.DataFrame) -> No
     for name, check in checks.items():
         if name == fmt.PATIENTS.name:
             continue
-        birth = check.rows["mrn"].map(births)
+        birth = check.rows["mrn"].map(births).astype(object)
         for column in check.fmt.columns:
             if column.kind != "date":
                 continue
@@ -151,13 +154,11 @@ def _match_stored(
     ids = stored["id"].tolist()
     existing: dict[str, pd.Series] = {}
     for name, check in checks.items():
-        file = check.fmt
-        incoming = tables.canonical(check.rows, file)
         on_file = pd.Series(False, index=check.rows.index)
         if ids:
-            saved = tables.read_canonical(conn, file, ids)
+            saved = tables.read_canonical(conn, check.fmt, ids)
             if not saved.empty:
-                on_file = _compare(check, incoming, saved)
+                on_file = _compare(check, tables.canonical(check.rows, check.fmt), saved)
         existing[name] = on_file
     return existing
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tracker.interchange import csv_format as fmt
-from tracker.interchange.csv_format import FileFormat, format_number
+from tracker.interchange.csv_format import FileFormat, number_texts
 from tracker.progress import NoProgress, Progress
 from tracker.store.models import (
     BoneScanMeasurement,
@@ -105,7 +105,7 @@ def canonical(frame: pd.DataFrame, file: FileFormat) -> pd.DataFrame:
                 text = numbers.astype("Int64").astype(str)
                 out[column.name] = text.where(numbers.notna(), "")
             else:
-                out[column.name] = numbers.map(format_number, na_action="ignore").fillna("")
+                out[column.name] = number_texts(numbers)
         elif column.kind == "date":
             out[column.name] = values.map(
                 lambda v: v if isinstance(v, str) else v.isoformat(), na_action="ignore"
@@ -168,6 +168,4 @@ def bulk_insert(
 
 def _plain_values(series: pd.Series) -> list[Any]:
     """Python scalars with None for missing, as DB drivers expect."""
-    if pd.api.types.is_integer_dtype(series.dtype) or str(series.dtype) == "Int64":
-        return series.astype(object).where(series.notna(), None).tolist()
     return series.astype(object).where(series.notna(), None).tolist()

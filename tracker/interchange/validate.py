@@ -18,7 +18,7 @@ import pandas as pd
 
 from tracker import vocab
 from tracker.errors import Problem
-from tracker.interchange.csv_format import Column, FileFormat, format_number
+from tracker.interchange.csv_format import Column, FileFormat, format_number, number_texts
 
 PROBLEM_COLUMNS = ["line", "field", "reason"]
 _DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
@@ -200,9 +200,9 @@ def _check_ratio(check: FileCheck) -> None:
     )
     disagree = (rows["ratio"] - counted).abs() > 0.01 * rows["ratio"]
     reason = (
-        "ratio " + rows["ratio"].map(format_number, na_action="ignore")
+        "ratio " + number_texts(rows["ratio"])
         + " disagrees with lesion_counts/reference_counts = "
-        + counted.round(3).map(format_number, na_action="ignore")
+        + number_texts(counted.round(3))
     )
     check.add(disagree.fillna(False), "ratio", reason)
     rows["ratio"] = rows["ratio"].fillna(counted)

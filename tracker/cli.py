@@ -1,0 +1,305 @@
+"""The `ho-tracker` command line: each command parses, calls one service, prints.
+
+User errors (TrackerError) become one clear sentence on stderr and exit code 2;
+a rejected import lists every problem as `file:line: field: reason` first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichBar
+from rich.table import Table
+
+from tracker import vocab
+from tracker.errors import TrackerError, ValidationFailed
+from tracker.store import database
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = REPO_ROOT / "data" / "demo"
+
+# Piped output (files, CI logs) gets a wide page so tables are never cut.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    help="Follow patients at risk of heterotopic ossification from injury to a safe resection.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Create or migrate the database schema.", no_args_is_help=True)
+patients_app = typer.Typer(help="Find patients.", no_args_is_help=True)
+patient_app = typer.Typer(help="Look at one patient.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(patients_app, name="patients")
+app.add_typer(patient_app, name="patient")
+
+
+class _State:
+    database_url: str | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def _options(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="SQLAlchemy URL; default HO_TRACKER_DATABASE_URL or sqlite:///data/tracker.db.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    state.database_url = database_url
+
+
+def _engine(*, migrate_fresh: bool = True):  # type: ignore[no-untyped-def]
+    engine = database.make_engine(state.database_url)
+    if migrate_fresh:
+        database.ensure_ready(engine)
+    return engine
+
+
+class BarProgress:
+    """A rich progress bar on stderr, shown only when a person is watching."""
+
+    def __init__(self) -> None:
+        self.bar = RichBar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        )
+        self.task: int | None = None
+
+    def __enter__(self) -> BarProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+    def start(self, description: str, total: int) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)  # type: ignore[arg-type]
+        self.task = self.bar.add_task(description, total=total)
+
+    def advance(self, done: int) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task, done)  # type: ignore[arg-type]
+
+
+# --- database ---------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Bring the database schema up to date (creates it on an empty database)."""
+    engine = _engine(migrate_fresh=False)
+    database.upgrade(engine, revision)
+    out.print(f"Database at revision {database.current_revision(engine)}.")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Option(help="Target revision ('base' removes all).")] = "-1",
+) -> None:
+    """Step the schema back (default one revision)."""
+    engine = _engine(migrate_fresh=False)
+    database.downgrade(engine, revision)
+    out.print(f"Database at revision {database.current_revision(engine) or 'base (empty)'}.")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the one this version needs."""
+    engine = _engine(migrate_fresh=False)
+    current = database.current_revision(engine) or "none"
+    out.print(f"Database revision: {current}; this version needs {database.head_revision()}.")
+
+
+# --- interchange ------------------------------------------------------------------------
+
+
+@app.command("import")
+def import_command(
+    folder: Annotated[Path, typer.Argument(help="Folder of interchange CSV files.")],
+) -> None:
+    """Import interchange CSVs, all or nothing; every bad row is listed with its line."""
+    from tracker.interchange.csv_import import import_folder
+
+    engine = _engine()
+    with BarProgress() as progress:
+        summary = import_folder(engine, folder, progress=progress)
+    _print_import(summary.added, summary.unchanged)
+
+
+def _print_import(added: dict[str, int], unchanged: dict[str, int]) -> None:
+    table = Table("file", "added", "already stored", title="Import")
+    for name in added:
+        table.add_row(name, str(added[name]), str(unchanged.get(name, 0)))
+    out.print(table)
+    out.print(f"{sum(added.values())} rows added.")
+
+
+@app.command("export")
+def export_command(
+    folder: Annotated[Path, typer.Argument(help="Folder to write the CSV files into.")],
+) -> None:
+    """Export every record as interchange CSV v1."""
+    from tracker.interchange.csv_export import export_folder
+
+    engine = _engine()
+    with BarProgress() as progress:
+        counts = export_folder(engine, folder, progress=progress)
+    out.print(f"Wrote {sum(counts.values())} rows in {len(counts)} files to {folder}.")
+
+
+@app.command("synth")
+def synth_command(
+    patients: Annotated[int, typer.Option(min=1, help="How many patients.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the CSV files.")],
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 1,
+    until: Annotated[
+        str | None, typer.Option(help="Last date of the cohort (YYYY-MM-DD).")
+    ] = None,
+) -> None:
+    """Write a synthetic cohort with realistic HO trajectories as interchange CSVs."""
+    from tracker.interchange import synth
+
+    kwargs = {}
+    if until:
+        kwargs["until"] = _parse_date(until, "--until")
+    with BarProgress() as progress:
+        progress.start("Generating patients", patients)
+        counts = synth.write_cohort(
+            out_dir, patients=patients, seed=seed, progress=progress.advance, **kwargs
+        )
+    out.print(f"Wrote {sum(counts.values())} rows for {patients} patients to {out_dir}.")
+
+
+# --- patients ---------------------------------------------------------------------------
+
+
+@patients_app.command("list")
+def patients_list(
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    injury: Annotated[
+        str | None, typer.Option(help=f"Only with this injury kind: {', '.join(vocab.values(vocab.InjuryKind))}.")
+    ] = None,
+    ho: Annotated[
+        bool | None, typer.Option("--ho/--no-ho", help="Only with (or without) HO found.")
+    ] = None,
+    search: Annotated[str | None, typer.Option(help="Part of an mrn or name.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many.")] = None,
+) -> None:
+    """List patients with their injuries, HO sites and latest imaging."""
+    from tracker.services.patients import list_patients
+
+    if injury and injury not in vocab.values(vocab.InjuryKind):
+        raise TrackerError(
+            f"--injury '{injury}' is not an injury kind; use one of "
+            f"{', '.join(vocab.values(vocab.InjuryKind))}."
+        )
+    rows = list_patients(
+        engine=_engine(), team=team, injury=injury, with_ho=ho, search=search, limit=limit
+    )
+    table = Table("mrn", "name", "born", "sex", "team", "injuries", "since", "HO sites",
+                  "last imaging", title=f"{len(rows)} patients")
+    for row in rows:
+        table.add_row(
+            row.mrn, row.name, _d(row.birth_date), row.sex or "", row.team or "", row.injuries,
+            _d(row.first_injury), str(row.ho_sites) if row.ho_sites else "", _d(row.last_imaging),
+        )
+    out.print(table)
+
+
+@patient_app.command("show")
+def patient_show(mrn: Annotated[str, typer.Argument(help="The patient's mrn.")]) -> None:
+    """The patient's whole story in date order."""
+    from tracker.services.patients import display_name, patient_story
+
+    story, events = patient_story(engine=_engine(), mrn=mrn)
+    p = story.patient
+    out.print(
+        f"[bold]{p.mrn}[/bold]  {display_name(p.family_name, p.given_name)}  "
+        f"born {_d(p.birth_date) or 'unknown'}  {p.sex or ''}  team {p.team or 'none'}"
+    )
+    table = Table("date", "what", "detail", title="Story", show_lines=False)
+    for event in events:
+        table.add_row(_d(event.date), event.kind.replace("_", " "), event.summary)
+        for line in event.details:
+            table.add_row("", "", f"  - {line}")
+    out.print(table)
+
+
+# --- the newcomer's command -------------------------------------------------------------
+
+
+@app.command("demo")
+def demo_command(
+    data: Annotated[Path, typer.Option(help="Folder of demo CSVs.")] = DEMO_DIR,
+) -> None:
+    """Load the demo cohort into the database (once) and show it."""
+    from tracker.interchange.csv_import import import_folder
+
+    engine = _engine()
+    with BarProgress() as progress:
+        summary = import_folder(engine, data, progress=progress)
+    out.print(
+        f"Demo cohort loaded into {engine.url.render_as_string(hide_password=True)} "
+        f"({summary.total_added} new rows)."
+    )
+    patients_list(team=None, injury=None, ho=None, search=None, limit=None)
+    out.print("Next: `ho-tracker patient show H-READY` tells one patient's story.")
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _d(value: dt.date | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _parse_date(text: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise TrackerError(f"{option} '{text}' is not a date in the form YYYY-MM-DD.") from None
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (tests call this directly)."""
+    try:
+        app(args=argv, prog_name="ho-tracker")
+    except SystemExit as done:  # Typer's normal way out, usage errors included (2)
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except ValidationFailed as failed:
+        for problem in failed.problems:
+            print(str(problem), file=sys.stderr)
+        print(f"Nothing was written: {failed}", file=sys.stderr)
+        return 2
+    except TrackerError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,1 @@
+"""Data in and out: interchange CSV, synthetic cohorts; later FHIR and DICOM."""

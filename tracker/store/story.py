@@ -1,0 +1,100 @@
+"""Load one patient's whole story in a fixed number of queries (no N+1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, select
+
+from tracker.errors import NotFound
+from tracker.store.models import (
+    BoneScanMeasurement,
+    ImagingStudy,
+    Injury,
+    LabResult,
+    Patient,
+    Procedure,
+    SiteFinding,
+    TreatmentCourse,
+)
+
+
+@dataclass
+class Study:
+    """An imaging study with the findings it recorded, site by site."""
+
+    study: ImagingStudy
+    findings: list[SiteFinding] = field(default_factory=list)
+
+
+@dataclass
+class PatientStory:
+    patient: Patient
+    injuries: list[Injury]
+    studies: list[Study]
+    bone_scans: list[BoneScanMeasurement]
+    courses: list[TreatmentCourse]
+    procedures: list[Procedure]
+    labs: list[LabResult]
+
+
+def load_story(session: Session, mrn: str) -> PatientStory:
+    """Everything recorded for `mrn`, each kind in date order; NotFound if unknown."""
+    patient = session.exec(select(Patient).where(Patient.mrn == mrn)).first()
+    if patient is None:
+        raise NotFound(f"No patient with mrn '{mrn}'; check the number or import the patient.")
+    pid = patient.id
+    studies = session.exec(
+        select(ImagingStudy)
+        .where(ImagingStudy.patient_id == pid)
+        .order_by(col(ImagingStudy.date), col(ImagingStudy.modality), col(ImagingStudy.id))
+    ).all()
+    findings = session.exec(
+        select(SiteFinding)
+        .join(ImagingStudy)
+        .where(ImagingStudy.patient_id == pid)
+        .order_by(col(SiteFinding.site), col(SiteFinding.side))
+    ).all()
+    by_study = {s.id: Study(s) for s in studies}
+    for finding in findings:
+        by_study[finding.study_id].findings.append(finding)
+    return PatientStory(
+        patient=patient,
+        injuries=list(
+            session.exec(
+                select(Injury).where(Injury.patient_id == pid).order_by(col(Injury.date))
+            ).all()
+        ),
+        studies=list(by_study.values()),
+        bone_scans=list(
+            session.exec(
+                select(BoneScanMeasurement)
+                .where(BoneScanMeasurement.patient_id == pid)
+                .order_by(
+                    col(BoneScanMeasurement.date),
+                    col(BoneScanMeasurement.site),
+                    col(BoneScanMeasurement.side),
+                    col(BoneScanMeasurement.phase),
+                )
+            ).all()
+        ),
+        courses=list(
+            session.exec(
+                select(TreatmentCourse)
+                .where(TreatmentCourse.patient_id == pid)
+                .order_by(col(TreatmentCourse.start_date))
+            ).all()
+        ),
+        procedures=list(
+            session.exec(
+                select(Procedure).where(Procedure.patient_id == pid).order_by(col(Procedure.date))
+            ).all()
+        ),
+        labs=list(
+            session.exec(
+                select(LabResult)
+                .where(LabResult.patient_id == pid)
+                .order_by(col(LabResult.date), col(LabResult.analyte))
+            ).all()
+        ),
+    )
