@@ -57,7 +57,9 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def write_csv(folder: Path, name: str, rows: list[dict[str, object]], header: list[str] | None = None) -> Path:
+def write_csv(
+    folder: Path, name: str, rows: list[dict[str, object]], header: list[str] | None = None
+) -> Path:
     """Write an interchange file from dicts (header: given, or the first row's keys)."""
     folder.mkdir(parents=True, exist_ok=True)
     header = header or list(rows[0].keys())
@@ -71,7 +73,15 @@ def write_csv(folder: Path, name: str, rows: list[dict[str, object]], header: li
 
 
 def count_rows(engine: Engine) -> dict[str, int]:
-    names = ["patient", "injury", "imaging_study", "site_finding", "bone_scan_measurement",
-             "treatment_course", "procedure", "lab_result"]
+    names = [
+        "patient",
+        "injury",
+        "imaging_study",
+        "site_finding",
+        "bone_scan_measurement",
+        "treatment_course",
+        "procedure",
+        "lab_result",
+    ]
     with engine.connect() as conn:
         return {n: conn.execute(sa.text(f"SELECT count(*) FROM {n}")).scalar_one() for n in names}

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichBar
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from tracker import vocab
 from tracker.errors import TrackerError, ValidationFailed
@@ -63,7 +64,7 @@ def _options(
     state.database_url = database_url
 
 
-def _engine(*, migrate_fresh: bool = True):  # type: ignore[no-untyped-def]
+def _engine(*, migrate_fresh: bool = True) -> Engine:
     engine = database.make_engine(state.database_url)
     if migrate_fresh:
         database.ensure_ready(engine)
@@ -175,9 +176,7 @@ def synth_command(
     patients: Annotated[int, typer.Option(min=1, help="How many patients.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the CSV files.")],
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 1,
-    until: Annotated[
-        str | None, typer.Option(help="Last date of the cohort (YYYY-MM-DD).")
-    ] = None,
+    until: Annotated[str | None, typer.Option(help="Last date of the cohort (YYYY-MM-DD).")] = None,
 ) -> None:
     """Write a synthetic cohort with realistic HO trajectories as interchange CSVs."""
     from tracker.interchange import synth
@@ -200,7 +199,10 @@ def synth_command(
 def patients_list(
     team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
     injury: Annotated[
-        str | None, typer.Option(help=f"Only with this injury kind: {', '.join(vocab.values(vocab.InjuryKind))}.")
+        str | None,
+        typer.Option(
+            help=f"Only with this injury kind: {', '.join(vocab.values(vocab.InjuryKind))}."
+        ),
     ] = None,
     ho: Annotated[
         bool | None, typer.Option("--ho/--no-ho", help="Only with (or without) HO found.")
@@ -219,12 +221,29 @@ def patients_list(
     rows = list_patients(
         engine=_engine(), team=team, injury=injury, with_ho=ho, search=search, limit=limit
     )
-    table = Table("mrn", "name", "born", "sex", "team", "injuries", "since", "HO sites",
-                  "last imaging", title=f"{len(rows)} patients")
+    table = Table(
+        "mrn",
+        "name",
+        "born",
+        "sex",
+        "team",
+        "injuries",
+        "since",
+        "HO sites",
+        "last imaging",
+        title=f"{len(rows)} patients",
+    )
     for row in rows:
         table.add_row(
-            row.mrn, row.name, _d(row.birth_date), row.sex or "", row.team or "", row.injuries,
-            _d(row.first_injury), str(row.ho_sites) if row.ho_sites else "", _d(row.last_imaging),
+            row.mrn,
+            row.name,
+            _d(row.birth_date),
+            row.sex or "",
+            row.team or "",
+            row.injuries,
+            _d(row.first_injury),
+            str(row.ho_sites) if row.ho_sites else "",
+            _d(row.last_imaging),
         )
     out.print(table)
 

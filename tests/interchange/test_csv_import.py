@@ -18,45 +18,156 @@ TODAY = dt.date(2026, 11, 1)
 
 def good_folder(folder: Path) -> Path:
     """A small, valid story: SCI patient with a hip lesion, and a second patient."""
-    write_csv(folder, "patients.csv", [
-        {"mrn": "A1", "birth_date": "1980-01-02", "sex": "male", "family_name": "Okafor",
-         "given_name": "Chidi", "team": "spinal_unit"},
-        {"mrn": "A2", "birth_date": "", "sex": "female", "family_name": "", "given_name": "",
-         "team": ""},
-    ])
-    write_csv(folder, "injuries.csv", [
-        {"mrn": "A1", "kind": "spinal_cord_injury", "date": "2024-01-01", "notes": "T6 complete"},
-        {"mrn": "A2", "kind": "hip_arthroplasty", "date": "2025-02-01", "notes": ""},
-    ])
-    write_csv(folder, "imaging.csv", [
-        {"mrn": "A1", "date": "2024-03-01", "modality": "radiograph", "site": "hip",
-         "side": "left", "ho": "present", "calcification": "peripheral", "brooker": "2",
-         "accession": "X1", "uptake": ""},
-        {"mrn": "A1", "date": "2024-03-01", "modality": "radiograph", "site": "hip",
-         "side": "right", "ho": "absent", "calcification": "", "brooker": "0", "accession": "X1"},
-        {"mrn": "A1", "date": "2024-02-20", "modality": "ultrasound", "site": "hip",
-         "side": "left", "ho": "present", "calcification": "", "brooker": "", "accession": ""},
-    ])
-    write_csv(folder, "bone_scans.csv", [
-        {"mrn": "A1", "date": "2024-03-02", "site": "hip", "side": "left", "phase": "delayed",
-         "ratio": "", "lesion_counts": "6100", "reference_counts": "1000",
-         "reference_region": "contralateral femur"},
-        {"mrn": "A1", "date": "2024-06-02", "site": "hip", "side": "left", "phase": "delayed",
-         "ratio": "3.9", "lesion_counts": "", "reference_counts": "", "reference_region": ""},
-    ])
-    write_csv(folder, "treatments.csv", [
-        {"mrn": "A1", "agent": "etidronate", "intent": "treatment", "start_date": "2024-03-05",
-         "end_date": "2024-05-28", "planned_weeks": "12", "dose": "20", "dose_unit": "mg/kg/day",
-         "site": "", "side": ""},
-    ])
-    write_csv(folder, "procedures.csv", [
-        {"mrn": "A1", "kind": "resection", "date": "2025-06-01", "site": "hip", "side": "left",
-         "notes": ""},
-    ])
-    write_csv(folder, "labs.csv", [
-        {"mrn": "A1", "date": "2024-03-01", "analyte": "alp", "value": "180", "unit": "U/L",
-         "ref_low": "30", "ref_high": "130"},
-    ])
+    write_csv(
+        folder,
+        "patients.csv",
+        [
+            {
+                "mrn": "A1",
+                "birth_date": "1980-01-02",
+                "sex": "male",
+                "family_name": "Okafor",
+                "given_name": "Chidi",
+                "team": "spinal_unit",
+            },
+            {
+                "mrn": "A2",
+                "birth_date": "",
+                "sex": "female",
+                "family_name": "",
+                "given_name": "",
+                "team": "",
+            },
+        ],
+    )
+    write_csv(
+        folder,
+        "injuries.csv",
+        [
+            {
+                "mrn": "A1",
+                "kind": "spinal_cord_injury",
+                "date": "2024-01-01",
+                "notes": "T6 complete",
+            },
+            {"mrn": "A2", "kind": "hip_arthroplasty", "date": "2025-02-01", "notes": ""},
+        ],
+    )
+    write_csv(
+        folder,
+        "imaging.csv",
+        [
+            {
+                "mrn": "A1",
+                "date": "2024-03-01",
+                "modality": "radiograph",
+                "site": "hip",
+                "side": "left",
+                "ho": "present",
+                "calcification": "peripheral",
+                "brooker": "2",
+                "accession": "X1",
+                "uptake": "",
+            },
+            {
+                "mrn": "A1",
+                "date": "2024-03-01",
+                "modality": "radiograph",
+                "site": "hip",
+                "side": "right",
+                "ho": "absent",
+                "calcification": "",
+                "brooker": "0",
+                "accession": "X1",
+            },
+            {
+                "mrn": "A1",
+                "date": "2024-02-20",
+                "modality": "ultrasound",
+                "site": "hip",
+                "side": "left",
+                "ho": "present",
+                "calcification": "",
+                "brooker": "",
+                "accession": "",
+            },
+        ],
+    )
+    write_csv(
+        folder,
+        "bone_scans.csv",
+        [
+            {
+                "mrn": "A1",
+                "date": "2024-03-02",
+                "site": "hip",
+                "side": "left",
+                "phase": "delayed",
+                "ratio": "",
+                "lesion_counts": "6100",
+                "reference_counts": "1000",
+                "reference_region": "contralateral femur",
+            },
+            {
+                "mrn": "A1",
+                "date": "2024-06-02",
+                "site": "hip",
+                "side": "left",
+                "phase": "delayed",
+                "ratio": "3.9",
+                "lesion_counts": "",
+                "reference_counts": "",
+                "reference_region": "",
+            },
+        ],
+    )
+    write_csv(
+        folder,
+        "treatments.csv",
+        [
+            {
+                "mrn": "A1",
+                "agent": "etidronate",
+                "intent": "treatment",
+                "start_date": "2024-03-05",
+                "end_date": "2024-05-28",
+                "planned_weeks": "12",
+                "dose": "20",
+                "dose_unit": "mg/kg/day",
+                "site": "",
+                "side": "",
+            },
+        ],
+    )
+    write_csv(
+        folder,
+        "procedures.csv",
+        [
+            {
+                "mrn": "A1",
+                "kind": "resection",
+                "date": "2025-06-01",
+                "site": "hip",
+                "side": "left",
+                "notes": "",
+            },
+        ],
+    )
+    write_csv(
+        folder,
+        "labs.csv",
+        [
+            {
+                "mrn": "A1",
+                "date": "2024-03-01",
+                "analyte": "alp",
+                "value": "180",
+                "unit": "U/L",
+                "ref_low": "30",
+                "ref_high": "130",
+            },
+        ],
+    )
     return folder
 
 
@@ -71,8 +182,13 @@ def problems_of(engine: Engine, folder: Path) -> list[Problem]:
 def test_valid_folder_is_stored_whole(engine: Engine, tmp_path: Path) -> None:
     summary = import_folder(engine, good_folder(tmp_path / "in"), today=TODAY)
     assert summary.added == {
-        "patients.csv": 2, "injuries.csv": 2, "imaging.csv": 3, "bone_scans.csv": 2,
-        "treatments.csv": 1, "procedures.csv": 1, "labs.csv": 1,
+        "patients.csv": 2,
+        "injuries.csv": 2,
+        "imaging.csv": 3,
+        "bone_scans.csv": 2,
+        "treatments.csv": 1,
+        "procedures.csv": 1,
+        "labs.csv": 1,
     }
     counts = count_rows(engine)
     assert counts["imaging_study"] == 2  # two findings on one radiograph, one ultrasound
@@ -114,13 +230,31 @@ def test_new_rows_for_a_stored_patient_are_added_beside_the_old(
 ) -> None:
     import_folder(engine, good_folder(tmp_path / "in"), today=TODAY)
     more = tmp_path / "more"
-    write_csv(more, "imaging.csv", [
-        # a new site on the stored radiograph, and a new study
-        {"mrn": "A1", "date": "2024-03-01", "modality": "radiograph", "site": "knee",
-         "side": "left", "ho": "absent", "accession": "X1"},
-        {"mrn": "A1", "date": "2024-09-01", "modality": "ct", "site": "hip", "side": "left",
-         "ho": "present", "accession": ""},
-    ])
+    write_csv(
+        more,
+        "imaging.csv",
+        [
+            # a new site on the stored radiograph, and a new study
+            {
+                "mrn": "A1",
+                "date": "2024-03-01",
+                "modality": "radiograph",
+                "site": "knee",
+                "side": "left",
+                "ho": "absent",
+                "accession": "X1",
+            },
+            {
+                "mrn": "A1",
+                "date": "2024-09-01",
+                "modality": "ct",
+                "site": "hip",
+                "side": "left",
+                "ho": "present",
+                "accession": "",
+            },
+        ],
+    )
     summary = import_folder(engine, more, today=TODAY)
     assert summary.added == {"imaging.csv": 2}
     counts = count_rows(engine)
@@ -145,10 +279,22 @@ def _one(problems: list[Problem]) -> Problem:
         ("bone_scans.csv", 3, "ratio", "0", "0 must be greater than 0"),
         ("bone_scans.csv", 3, "ratio", "-1.5", "-1.5 must be greater than 0"),
         ("bone_scans.csv", 3, "ratio", "abc", "'abc' is not a number"),
-        ("treatments.csv", 2, "end_date", "2024-03-01", "2024-03-01 is before start_date 2024-03-05"),
+        (
+            "treatments.csv",
+            2,
+            "end_date",
+            "2024-03-01",
+            "2024-03-01 is before start_date 2024-03-05",
+        ),
         ("labs.csv", 2, "analyte", "ALP", "'ALP' is not one of alp, bone_alp"),
         ("patients.csv", 2, "sex", "M", "'M' is not one of female, male, other, unknown"),
-        ("injuries.csv", 2, "date", "1979-12-31", "1979-12-31 is before the patient's birth date 1980-01-02"),
+        (
+            "injuries.csv",
+            2,
+            "date",
+            "1979-12-31",
+            "1979-12-31 is before the patient's birth date 1980-01-02",
+        ),
         ("imaging.csv", 2, "uptake", "increased", "is recorded only for bone_scan, spect and pet"),
     ],
 )
@@ -170,20 +316,28 @@ def test_bad_value_is_named_by_file_line_and_field_and_nothing_is_written(
 
 def test_every_bad_row_is_listed_not_just_the_first(engine: Engine, tmp_path: Path) -> None:
     folder = good_folder(tmp_path / "in")
-    write_csv(folder, "labs.csv", [
-        {"mrn": "A1", "date": "2024-03-01", "analyte": "alp", "value": "x", "unit": "U/L"},
-        {"mrn": "A1", "date": "2024-04-01", "analyte": "alp", "value": "90", "unit": "U/L"},
-        {"mrn": "A1", "date": "2024-05-01", "analyte": "alp", "value": "", "unit": ""},
-    ])
+    write_csv(
+        folder,
+        "labs.csv",
+        [
+            {"mrn": "A1", "date": "2024-03-01", "analyte": "alp", "value": "x", "unit": "U/L"},
+            {"mrn": "A1", "date": "2024-04-01", "analyte": "alp", "value": "90", "unit": "U/L"},
+            {"mrn": "A1", "date": "2024-05-01", "analyte": "alp", "value": "", "unit": ""},
+        ],
+    )
     found = {(p.line, p.field) for p in problems_of(engine, folder)}
     assert found == {(2, "value"), (4, "value"), (4, "unit")}
 
 
 def test_row_for_an_unknown_patient_is_refused(engine: Engine, tmp_path: Path) -> None:
     folder = good_folder(tmp_path / "in")
-    write_csv(folder, "labs.csv", [
-        {"mrn": "NOPE", "date": "2024-03-01", "analyte": "crp", "value": "9", "unit": "mg/L"},
-    ])
+    write_csv(
+        folder,
+        "labs.csv",
+        [
+            {"mrn": "NOPE", "date": "2024-03-01", "analyte": "crp", "value": "9", "unit": "mg/L"},
+        ],
+    )
     problem = _one(problems_of(engine, folder))
     assert (problem.line, problem.field) == (2, "mrn")
     assert "'NOPE' is not a known patient" in problem.reason
@@ -191,11 +345,15 @@ def test_row_for_an_unknown_patient_is_refused(engine: Engine, tmp_path: Path) -
 
 def test_duplicate_rows_within_a_file_name_the_first_line(engine: Engine, tmp_path: Path) -> None:
     folder = good_folder(tmp_path / "in")
-    write_csv(folder, "injuries.csv", [
-        {"mrn": "A1", "kind": "burn", "date": "2024-01-01"},
-        {"mrn": "A2", "kind": "burn", "date": "2024-01-01"},
-        {"mrn": "A1", "kind": "burn", "date": "2024-01-01"},
-    ])
+    write_csv(
+        folder,
+        "injuries.csv",
+        [
+            {"mrn": "A1", "kind": "burn", "date": "2024-01-01"},
+            {"mrn": "A2", "kind": "burn", "date": "2024-01-01"},
+            {"mrn": "A1", "kind": "burn", "date": "2024-01-01"},
+        ],
+    )
     problem = _one(problems_of(engine, folder))
     assert problem.line == 4
     assert "repeats line 2" in problem.reason
@@ -205,8 +363,11 @@ def test_missing_required_column_is_reported_on_the_header_line(
     engine: Engine, tmp_path: Path
 ) -> None:
     folder = good_folder(tmp_path / "in")
-    write_csv(folder, "procedures.csv", [{"mrn": "A1", "kind": "resection", "date": "2025-01-01",
-                                          "site": "hip"}])
+    write_csv(
+        folder,
+        "procedures.csv",
+        [{"mrn": "A1", "kind": "resection", "date": "2025-01-01", "site": "hip"}],
+    )
     problem = _one(problems_of(engine, folder))
     assert (problem.source, problem.line, problem.field) == ("procedures.csv", 1, "side")
     assert problem.reason == "required column is missing"
@@ -216,8 +377,11 @@ def test_unknown_column_is_refused_so_typos_are_not_silently_dropped(
     engine: Engine, tmp_path: Path
 ) -> None:
     folder = good_folder(tmp_path / "in")
-    write_csv(folder, "patients.csv", [{"mrn": "A1", "birthdate": "1980-01-02"},
-                                       {"mrn": "A2", "birthdate": ""}])
+    write_csv(
+        folder,
+        "patients.csv",
+        [{"mrn": "A1", "birthdate": "1980-01-02"}, {"mrn": "A2", "birthdate": ""}],
+    )
     problem = _one(problems_of(engine, folder))
     assert (problem.line, problem.field) == (1, "birthdate")
 
@@ -234,12 +398,32 @@ def test_non_utf8_file_names_the_line_of_the_bad_byte(engine: Engine, tmp_path: 
 
 def test_counts_that_disagree_with_the_ratio_are_refused(engine: Engine, tmp_path: Path) -> None:
     folder = good_folder(tmp_path / "in")
-    write_csv(folder, "bone_scans.csv", [
-        {"mrn": "A1", "date": "2024-03-02", "site": "hip", "side": "left", "phase": "delayed",
-         "ratio": "2.0", "lesion_counts": "6100", "reference_counts": "1000"},
-        {"mrn": "A1", "date": "2024-03-03", "site": "hip", "side": "left", "phase": "delayed",
-         "ratio": "", "lesion_counts": "6100", "reference_counts": ""},
-    ])
+    write_csv(
+        folder,
+        "bone_scans.csv",
+        [
+            {
+                "mrn": "A1",
+                "date": "2024-03-02",
+                "site": "hip",
+                "side": "left",
+                "phase": "delayed",
+                "ratio": "2.0",
+                "lesion_counts": "6100",
+                "reference_counts": "1000",
+            },
+            {
+                "mrn": "A1",
+                "date": "2024-03-03",
+                "site": "hip",
+                "side": "left",
+                "phase": "delayed",
+                "ratio": "",
+                "lesion_counts": "6100",
+                "reference_counts": "",
+            },
+        ],
+    )
     found = {(p.line, p.field): p.reason for p in problems_of(engine, folder)}
     assert "disagrees with lesion_counts/reference_counts = 6.1" in found[(2, "ratio")]
     assert "required unless lesion_counts and reference_counts" in found[(3, "ratio")]
@@ -250,10 +434,21 @@ def test_a_row_that_contradicts_the_stored_record_is_refused(
 ) -> None:
     import_folder(engine, good_folder(tmp_path / "in"), today=TODAY)
     changed = tmp_path / "changed"
-    write_csv(changed, "labs.csv", [
-        {"mrn": "A1", "date": "2024-03-01", "analyte": "alp", "value": "95", "unit": "U/L",
-         "ref_low": "30", "ref_high": "130"},
-    ])
+    write_csv(
+        changed,
+        "labs.csv",
+        [
+            {
+                "mrn": "A1",
+                "date": "2024-03-01",
+                "analyte": "alp",
+                "value": "95",
+                "unit": "U/L",
+                "ref_low": "30",
+                "ref_high": "130",
+            },
+        ],
+    )
     problem = _one(problems_of(engine, changed))
     assert (problem.line, problem.field) == (2, "value")
     assert "differs from the stored record ('180')" in problem.reason
@@ -262,8 +457,10 @@ def test_a_row_that_contradicts_the_stored_record_is_refused(
 def test_one_bad_row_among_many_good_ones_writes_nothing(engine: Engine, tmp_path: Path) -> None:
     folder = tmp_path / "many"
     write_csv(folder, "patients.csv", [{"mrn": f"P{i:04d}"} for i in range(500)])
-    labs = [{"mrn": f"P{i:04d}", "date": "2025-01-01", "analyte": "alp", "value": "100",
-             "unit": "U/L"} for i in range(500)]
+    labs = [
+        {"mrn": f"P{i:04d}", "date": "2025-01-01", "analyte": "alp", "value": "100", "unit": "U/L"}
+        for i in range(500)
+    ]
     labs[321]["value"] = "-"
     write_csv(folder, "labs.csv", labs)
     problem = _one(problems_of(engine, folder))

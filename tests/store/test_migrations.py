@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
 from tests.conftest import POSTGRES_URL, reset_postgres
-from tracker.store.models import Patient
 from tracker.errors import DatabaseNotReady
 from tracker.store import database
+from tracker.store.models import Patient
 
 
 def test_migrations_and_models_agree(engine: Engine) -> None:
@@ -70,7 +70,8 @@ BAD_ROWS = {
         "VALUES ({pid}, '2024-01-01', 'hip', 'left', 'delayed', 0)"
     ),
     "brooker 0 to 4": (
-        "INSERT INTO imaging_study (patient_id, date, modality) VALUES ({pid}, '2024-01-01', 'radiograph');"
+        "INSERT INTO imaging_study (patient_id, date, modality) "
+        "VALUES ({pid}, '2024-01-01', 'radiograph');"
         "INSERT INTO site_finding (study_id, site, side, ho, brooker) "
         "VALUES ((SELECT max(id) FROM imaging_study), 'hip', 'left', 'present', 5)"
     ),
@@ -102,7 +103,8 @@ BAD_ROWS = {
         "VALUES ({pid}, '2024-01-01', 'alp', 100, 'U/L', 130, 30)"
     ),
     "finding needs an ho value": (
-        "INSERT INTO imaging_study (patient_id, date, modality) VALUES ({pid}, '2024-01-01', 'mri');"
+        "INSERT INTO imaging_study (patient_id, date, modality) "
+        "VALUES ({pid}, '2024-01-01', 'mri');"
         "INSERT INTO site_finding (study_id, site, side) "
         "VALUES ((SELECT max(id) FROM imaging_study), 'hip', 'left')"
     ),

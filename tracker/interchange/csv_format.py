@@ -70,7 +70,12 @@ PATIENTS = FileFormat(
 
 INJURIES = FileFormat(
     "injuries.csv",
-    (MRN, _enum("kind", vocab.InjuryKind, True), Column("date", "date", True), Column("notes", "text")),
+    (
+        MRN,
+        _enum("kind", vocab.InjuryKind, True),
+        Column("date", "date", True),
+        Column("notes", "text"),
+    ),
     key=("mrn", "kind", "date"),
 )
 

@@ -174,7 +174,8 @@ def _compare(check: FileCheck, incoming: pd.DataFrame, saved: pd.DataFrame) -> p
         if differs.any():
             lines = merged.loc[differs, "line"]
             reason = (
-                "differs from the stored record ('" + merged.loc[differs, f"{column}__stored"]
+                "differs from the stored record ('"
+                + merged.loc[differs, f"{column}__stored"]
                 + "'); import never changes stored records, correct it in the app"
             )
             mask = pd.Series(check.rows.index.isin(lines), index=check.rows.index)
@@ -192,8 +193,8 @@ def _write(
     new_rows = {name: check.rows[~existing[name]] for name, check in checks.items()}
     total = sum(len(rows) for rows in new_rows.values())
     progress.start("Writing records", total)
-    for name, check in checks.items():
-        summary.unchanged[name] = int(existing[name].sum())
+    for name, stored in existing.items():
+        summary.unchanged[name] = int(stored.sum())
 
     if fmt.PATIENTS.name in new_rows:
         rows = new_rows[fmt.PATIENTS.name]

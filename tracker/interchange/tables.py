@@ -27,21 +27,22 @@ from tracker.store.models import (
     Procedure,
     SiteFinding,
     TreatmentCourse,
+    table_of,
 )
 
 CHUNK = 5000
 
-patient = Patient.__table__
-study = ImagingStudy.__table__
-finding = SiteFinding.__table__
+patient = table_of(Patient)
+study = table_of(ImagingStudy)
+finding = table_of(SiteFinding)
 
 # The stored table behind each file other than patients and imaging.
 SIMPLE_TABLES: dict[str, sa.Table] = {
-    fmt.INJURIES.name: Injury.__table__,  # type: ignore[dict-item]
-    fmt.BONE_SCANS.name: BoneScanMeasurement.__table__,  # type: ignore[dict-item]
-    fmt.TREATMENTS.name: TreatmentCourse.__table__,  # type: ignore[dict-item]
-    fmt.PROCEDURES.name: Procedure.__table__,  # type: ignore[dict-item]
-    fmt.LABS.name: LabResult.__table__,  # type: ignore[dict-item]
+    fmt.INJURIES.name: table_of(Injury),
+    fmt.BONE_SCANS.name: table_of(BoneScanMeasurement),
+    fmt.TREATMENTS.name: table_of(TreatmentCourse),
+    fmt.PROCEDURES.name: table_of(Procedure),
+    fmt.LABS.name: table_of(LabResult),
 }
 STUDY_COLUMNS = ("date", "modality", "accession")
 
@@ -56,15 +57,14 @@ def _select_for(file: FileFormat) -> sa.Select:
         return sa.select(*[patient.c[name] for name in file.column_names])
     if file is fmt.IMAGING:
         columns = [
-            patient.c.mrn if name == "mrn"
-            else study.c[name] if name in STUDY_COLUMNS
+            patient.c.mrn
+            if name == "mrn"
+            else study.c[name]
+            if name in STUDY_COLUMNS
             else finding.c[name]
             for name in file.column_names
         ]
-        return (
-            sa.select(*columns)
-            .select_from(finding.join(study).join(patient))
-        )
+        return sa.select(*columns).select_from(finding.join(study).join(patient))
     table = SIMPLE_TABLES[file.name]
     columns = [patient.c.mrn if n == "mrn" else table.c[n] for n in file.column_names]
     return sa.select(*columns).select_from(table.join(patient))
@@ -129,8 +129,9 @@ def patient_index(conn: Connection, mrns: Sequence[str]) -> pd.DataFrame:
 def study_index(conn: Connection, patient_ids: Sequence[int]) -> pd.DataFrame:
     """Stored imaging studies of these patients: id, patient_id, date (ISO), modality, accession."""
     rows: list[Any] = []
-    query = sa.select(study.c.id, study.c.patient_id, study.c.date, study.c.modality,
-                      study.c.accession)
+    query = sa.select(
+        study.c.id, study.c.patient_id, study.c.date, study.c.modality, study.c.accession
+    )
     for part in chunks(list(patient_ids)):
         rows.extend(conn.execute(query.where(study.c.patient_id.in_(part))).all())
     frame = pd.DataFrame(rows, columns=["study_id", "patient_id", *STUDY_COLUMNS], dtype=object)
@@ -155,8 +156,7 @@ def bulk_insert(
     names = list(frame.columns)
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) "
-        f"VALUES ({', '.join([marker] * len(names))})"
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([marker] * len(names))})"
     )
     columns = [_plain_values(frame[name]) for name in names]
     rows = list(zip(*columns, strict=True))

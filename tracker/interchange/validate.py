@@ -169,7 +169,9 @@ def check_rules(check: FileCheck) -> None:
     if name == "treatments.csv":
         start = pd.to_datetime(rows["start_date"])
         end = pd.to_datetime(rows["end_date"])
-        reason = rows["end_date"].fillna("") + " is before start_date " + rows["start_date"].fillna("")
+        reason = (
+            rows["end_date"].fillna("") + " is before start_date " + rows["start_date"].fillna("")
+        )
         check.add(end < start, "end_date", reason)
         lone = rows["site"].isna() != rows["side"].isna()
         check.add(lone, "side", "site and side must be given together (or both left blank)")
@@ -200,7 +202,8 @@ def _check_ratio(check: FileCheck) -> None:
     )
     disagree = (rows["ratio"] - counted).abs() > 0.01 * rows["ratio"]
     reason = (
-        "ratio " + number_texts(rows["ratio"])
+        "ratio "
+        + number_texts(rows["ratio"])
         + " disagrees with lesion_counts/reference_counts = "
         + number_texts(counted.round(3))
     )

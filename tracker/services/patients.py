@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tracker.store.models import ImagingStudy, Injury, Patient, SiteFinding
+from tracker.store.models import ImagingStudy, Injury, Patient, SiteFinding, table_of
 from tracker.store.story import PatientStory, load_story
 
 
@@ -36,7 +36,7 @@ def list_patients(
     limit: int | None = None,
 ) -> list[PatientSummary]:
     """Patients matching every filter given, by mrn; three queries whatever the size."""
-    p = Patient.__table__.c
+    p = table_of(Patient).c
     query = sa.select(p.id, p.mrn, p.family_name, p.given_name, p.birth_date, p.sex, p.team)
     if team:
         query = query.where(p.team == team)
@@ -49,21 +49,19 @@ def list_patients(
                 sa.func.lower(p.given_name).like(like),
             )
         )
-    i = Injury.__table__.c
+    i = table_of(Injury).c
     if injury:
         query = query.where(p.id.in_(sa.select(i.patient_id).where(i.kind == injury)))
-    s, f = ImagingStudy.__table__.c, SiteFinding.__table__.c
+    s, f = table_of(ImagingStudy).c, table_of(SiteFinding).c
     ho_sites = (
         sa.select(s.patient_id, sa.func.count(sa.distinct(f.site + ":" + f.side)).label("n"))
-        .select_from(SiteFinding.__table__.join(ImagingStudy.__table__))
+        .select_from(table_of(SiteFinding).join(table_of(ImagingStudy)))
         .where(f.ho == "present")
         .group_by(s.patient_id)
         .subquery()
     )
     last_imaging = (
-        sa.select(s.patient_id, sa.func.max(s.date).label("last"))
-        .group_by(s.patient_id)
-        .subquery()
+        sa.select(s.patient_id, sa.func.max(s.date).label("last")).group_by(s.patient_id).subquery()
     )
     query = (
         query.add_columns(
@@ -131,8 +129,15 @@ def patient_story(*, engine: Engine, mrn: str) -> tuple[PatientStory, list[Story
     return story, timeline(story)
 
 
-_ORDER = {"injury": 0, "course_start": 1, "imaging": 2, "bone_scan": 3, "lab": 4,
-          "procedure": 5, "course_end": 6}
+_ORDER = {
+    "injury": 0,
+    "course_start": 1,
+    "imaging": 2,
+    "bone_scan": 3,
+    "lab": 4,
+    "procedure": 5,
+    "course_end": 6,
+}
 
 
 def timeline(story: PatientStory) -> list[StoryEvent]:

@@ -51,13 +51,13 @@ def foreign_key(target: str) -> sa.ForeignKey:
 class Timestamped(SQLModel):
     created_at: datetime = Field(
         default_factory=utcnow,
-        sa_type=sa.DateTime(timezone=True),  # type: ignore[call-overload]
+        sa_type=sa.DateTime(timezone=True),
         sa_column_kwargs={"server_default": sa.func.now()},
         nullable=False,
     )
     updated_at: datetime = Field(
         default_factory=utcnow,
-        sa_type=sa.DateTime(timezone=True),  # type: ignore[call-overload]
+        sa_type=sa.DateTime(timezone=True),
         sa_column_kwargs={"server_default": sa.func.now(), "onupdate": utcnow},
         nullable=False,
     )
@@ -271,3 +271,10 @@ CLINICAL_TABLES = (
     Procedure,
     LabResult,
 )
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table behind a model, for bulk reads and writes."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, sa.Table)
+    return table
