@@ -46,10 +46,19 @@ def sort_columns(file: fmt.FileFormat) -> list[int]:
     return [names.index(n) for n in order]
 
 
-def sort_rows(file: fmt.FileFormat, rows: list[Row]) -> None:
-    """Sort rows in place in the canonical order (whole row as the final tie-break)."""
+def row_order(file: fmt.FileFormat) -> Callable[[Row], tuple[Row, Row]]:
+    """The sort key of the canonical row order (whole row as the final tie-break)."""
     positions = sort_columns(file)
-    rows.sort(key=lambda row: (tuple(row[i] for i in positions), row))
+
+    def key(row: Row) -> tuple[Row, Row]:
+        return tuple(row[i] for i in positions), row
+
+    return key
+
+
+def sort_rows(file: fmt.FileFormat, rows: list[Row]) -> None:
+    """Sort rows in place in the canonical order."""
+    rows.sort(key=row_order(file))
 
 
 def write_rows(path: Path, file: fmt.FileFormat, rows: Iterable[Row]) -> int:
@@ -192,9 +201,9 @@ class WatchedSite:
 
     def lesion_at(self, day: int) -> Lesion | None:
         """The lesion present on `day` (a resection removes it; a recurrence may follow)."""
-        lesion = self.recurrence if self.resection is not None and day > self.resection else (
-            self.lesion
-        )
+        lesion = self.lesion
+        if self.resection is not None and day > self.resection:
+            lesion = self.recurrence
         return lesion if lesion is not None and day >= lesion.onset else None
 
 
@@ -215,9 +224,6 @@ class _Cohort:
     def days(self, low: int, high: int) -> int:
         return low + int(self.rng.random() * (high - low + 1))
 
-    def chance(self, p: float) -> bool:
-        return self.rng.random() < p
-
     def pick(self, weighted: Sequence[tuple[str, float]]) -> str:
         total = sum(w for _, w in weighted)
         x = self.rng.random() * total
@@ -228,13 +234,13 @@ class _Cohort:
         return weighted[-1][0]
 
     def patient(self, number: int) -> tuple[list[Row], ...]:
+        """Patient `number`'s rows for each file, in the order of csv_format.FORMATS."""
         rng, until = self.rng, self.until
         mrn = f"S{number:0{self.width}d}"
         profile = PROFILES[min(bisect(_CUMULATIVE, rng.random()), len(PROFILES) - 1)]
-        kind = profile.kind
         injured = until - self.days(7, 5 * ONE_YEAR)
         age = rng.triangular(*profile.age)
-        born = injured - int(age * 365.25) - self.days(0, 364)
+        born = injured - int(age * 365.25)
         x = rng.random()
         sex = "male" if x < profile.male else "female" if x < 0.993 else "other"
         if rng.random() < 0.004:
@@ -273,7 +279,8 @@ class _Story:
         self.injured = injured
         self.neuro = profile.kind in NEURO
         self.sites: list[WatchedSite] = []
-        self.studies: dict[tuple[int, str], tuple[str, dict[tuple[str, str], Finding]]] = {}
+        # (day, modality) -> findings by (site, side): one study per modality a day
+        self.studies: dict[tuple[int, str], dict[tuple[str, str], Finding]] = {}
         self.study_notes: dict[tuple[int, str], str] = {}
         self.injury_rows: list[Row] = []
         self.scan_rows: list[Row] = []
@@ -292,29 +299,39 @@ class _Story:
         """Record one site's finding on the study of that modality that day."""
         if day > self.until:
             return
-        key = (day, modality)
-        study = self.studies.get(key)
-        if study is None:
-            accession = "" if modality == "ultrasound" else self.c.accession()
-            study = self.studies[key] = (accession, {})
-        study[1].setdefault((site.site, site.side), found)
+        study = self.studies.setdefault((day, modality), {})
+        study.setdefault((site.site, site.side), found)
 
     def imaging_rows(self) -> list[Row]:
-        mrn, rows = self.mrn, []
-        for (day, modality), (accession, findings) in self.studies.items():
+        """Findings as rows; accession numbers follow the order studies were done in."""
+        mrn, rows = self.mrn, list[Row]()
+        for day, modality in sorted(self.studies):
+            findings = self.studies[(day, modality)]
+            accession = "" if modality == "ultrasound" else self.c.accession()
             notes = self.study_notes.get((day, modality), "")
             for (site, side), found in findings.items():
                 rows.append((mrn, _iso(day), modality, site, side, *found, accession, notes))
         return rows
 
-    def course(self, agent: str, intent: str, start: int, weeks: float | None, dose: str,
-               unit: str, site: WatchedSite | None = None, days: int | None = None) -> None:
+    def course(
+        self,
+        agent: str,
+        intent: str,
+        start: int,
+        weeks: float | None,
+        dose: str,
+        unit: str,
+        site: WatchedSite | None = None,
+        days: int | None = None,
+    ) -> None:
         """Record a treatment course; one still running on `until` has no end date."""
         if start > self.until or (agent, intent, start) in self.course_keys:
             return
         self.course_keys.add((agent, intent, start))
         length = days if days is not None else round((weeks or 0) * 7)
         end = start + length
+        if end > self.until and weeks is None:  # an open course must say how long it runs
+            weeks = round(length / 7, 1)
         self.course_rows.append((
             self.mrn, agent, intent, _iso(start), "" if end > self.until else _iso(end),
             "" if weeks is None else format_number(weeks), dose, unit,
@@ -349,9 +366,7 @@ class _Story:
         if kind is K.spinal_cord_injury and rng.random() < 0.1:
             second = K.traumatic_brain_injury
         elif kind in (K.musculoskeletal_trauma, K.burn) and rng.random() < 0.06:
-            second = K.traumatic_brain_injury if kind is K.musculoskeletal_trauma else (
-                K.musculoskeletal_trauma
-            )
+            second = K.musculoskeletal_trauma if kind is K.burn else K.traumatic_brain_injury
         if second is not None:
             self.injury_rows.append((self.mrn, second.value, _iso(self.injured), ""))
             self.neuro = self.neuro or second in NEURO
@@ -409,16 +424,15 @@ class _Story:
         decay = math.log(rng.uniform(6, 25)) / (mature - peak)
         weights = BROOKER_WEIGHTS[self.neuro] if not recurrence else (0.5, 0.9, 1.0, 1.0)
         brooker = 1 + bisect(weights, rng.random())
-        return Lesion(onset, onset + days(5, 30), peak, mineral, mature,
-                      mature + days(60, 240), peak_ratio, plateau, decay, min(brooker, 4),
-                      rng.uniform(20, 90) if not recurrence else rng.uniform(10, 40), fop)  # fmt: skip
+        size = rng.uniform(20, 90) if not recurrence else rng.uniform(10, 40)
+        return Lesion(onset, onset + days(5, 30), peak, mineral, mature, mature + days(60, 240),
+                      peak_ratio, plateau, decay, min(brooker, 4), size, fop)  # fmt: skip
 
     def lesions(self, risk: float) -> None:
         """Decide where HO forms and when (hidden truth); also the sites watched anyway."""
         rng, profile, kind = self.rng, self.profile, self.kind
-        if kind in (K.hip_arthroplasty, K.knee_arthroplasty):
-            if self.joint is None:
-                self.joint = self.pick_side(profile.joints[0][0])
+        if kind in (K.hip_arthroplasty, K.knee_arthroplasty) and self.joint is None:
+            self.joint = self.pick_side(profile.joints[0][0])
         if self.neuro:  # both hips are screened (model-spec section 9)
             self.watch("hip", "left")
             self.watch("hip", "right")
@@ -583,11 +597,12 @@ class _Story:
                     self.procedure_rows.append((self.mrn, "manipulation", _iso(day), site.site,
                                                 site.side, "under anaesthesia"))  # fmt: skip
 
-    def lesions_in_view(self, day: int, *, lag: int) -> list[tuple[WatchedSite, Lesion]]:
+    def lesions_in_view(self, day: int) -> list[tuple[WatchedSite, Lesion]]:
+        """Lesions found and still followed up on `day`."""
         seen = []
         for site in self.sites:
             lesion = site.lesion_at(day)
-            if lesion is not None and lesion.detect + lag <= day <= lesion.follow_end:
+            if lesion is not None and lesion.detect <= day <= lesion.follow_end:
                 seen.append((site, lesion))
         return seen
 
@@ -609,7 +624,7 @@ class _Story:
             return
         day, stop, films = self.first_detect + days(3, 28), self.follow_up_until(), 0
         while day <= stop and films < 16:
-            seen = self.lesions_in_view(day, lag=0)
+            seen = self.lesions_in_view(day)
             for site, lesion in seen:
                 self.finding(day, "radiograph", site, self.radiograph_finding(site, lesion, day))
             films += bool(seen)
@@ -625,8 +640,8 @@ class _Story:
         with_region = as_counts or rng.random() < 0.4
         day, stop, scans = self.first_detect + days(2, 14), self.follow_up_until(), 0
         while day <= stop and scans < 10:
-            seen = [(s, le) for s, le in self.lesions_in_view(day, lag=0) if day >= le.onset + 7]
-            phases = ("delayed",)
+            seen = [(s, le) for s, le in self.lesions_in_view(day) if day >= le.onset + 7]
+            phases: tuple[str, ...] = ("delayed",)
             if rng.random() < (0.7 if scans < 2 else 0.15):
                 phases = ("flow", "blood_pool", "delayed")
             bilateral = {s.site for s, _ in seen if s.side == "left"} & {
@@ -735,13 +750,13 @@ def write_cohort(
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(file.column_names)
             writers.append(writer)
-        positions = [sort_columns(file) for file in fmt.FORMATS]
+        orders = [row_order(file) for file in fmt.FORMATS]
         batches: list[list[Row]] = [[] for _ in fmt.FORMATS]
         done = 0
         for number in range(1, patients + 1):
-            for batch, rows, where in zip(batches, cohort.patient(number), positions, strict=True):
-                if len(rows) > 1:
-                    rows.sort(key=lambda row, at=where: (tuple(row[i] for i in at), row))
+            for batch, rows, order in zip(batches, cohort.patient(number), orders, strict=True):
+                if len(rows) > 1:  # patients come in MRN order: sorting each sorts the file
+                    rows.sort(key=order)
                 batch.extend(rows)
             if number % BATCH == 0 or number == patients:
                 for file, writer, batch in zip(fmt.FORMATS, writers, batches, strict=True):
@@ -752,6 +767,6 @@ def write_cohort(
                     progress(number - done)
                 done = number
     finally:
-        for handle in handles:
-            handle.close()
+        for opened in handles:
+            opened.close()
     return counts
