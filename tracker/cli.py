@@ -7,9 +7,10 @@ a rejected import lists every problem as `file:line: field: reason` first.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -265,6 +266,74 @@ def patient_show(mrn: Annotated[str, typer.Argument(help="The patient's mrn.")])
         for line in event.details:
             table.add_row("", "", f"  - {line}")
     out.print(table)
+
+
+# --- assessment -----------------------------------------------------------------------
+
+ProtocolOption = Annotated[
+    Path | None,
+    typer.Option(help="Clinic protocol TOML file (default: the spec's defaults)."),
+]
+AsOfOption = Annotated[str | None, typer.Option(help="Assess as of this date (default today).")]
+
+
+@app.command("assess")
+def assess_command(
+    mrn: Annotated[
+        str | None, typer.Argument(help="The patient's mrn.", show_default=False)
+    ] = None,
+    as_of: AsOfOption = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print model-spec section 8 JSON.")
+    ] = False,
+    protocol: ProtocolOption = None,
+) -> None:
+    """Stage, grade and readiness for resection of every site of a patient."""
+    from tracker.services.assessment import assess_one, protocol_from
+    from tracker.staging import to_json
+
+    if mrn is None:
+        raise TrackerError("Name a patient (ho-tracker assess MRN).")
+    day = _parse_date(as_of, "--as-of") if as_of else dt.date.today()
+    result = assess_one(engine=_engine(), mrn=mrn, as_of=day, protocol=protocol_from(protocol))
+    if json_out:
+        print(json.dumps(to_json(result)))
+        return
+    _print_assessment(to_json(result))
+
+
+def _print_assessment(doc: dict[str, Any]) -> None:
+    out.print(f"[bold]{doc['mrn']}[/bold] as of {doc['as_of']}: {len(doc['sites'])} sites")
+    if not doc["sites"]:
+        out.print("No imaging findings or bone scans recorded.")
+    for site in doc["sites"]:
+        grades = ", ".join(
+            g
+            for g in (
+                f"Brooker {site['brooker']}" if site["brooker"] is not None else "",
+                f"Della Valle {site['della_valle'].upper()}" if site["della_valle"] else "",
+            )
+            if g
+        )
+        ratio = f", latest ratio {site['latest_ratio']:.2f}" if site["latest_ratio"] else ""
+        out.print(
+            f"\n[bold]{site['site']} {site['side']}[/bold]: stage {site['stage']}"
+            f"{' (' + grades + ')' if grades else ''}; activity {site['activity']}{ratio}; "
+            f"[bold]{site['readiness'].replace('_', ' ')}[/bold]"
+        )
+        table = Table("criterion", "level", "status", "evidence")
+        for criterion in site["criteria"]:
+            table.add_row(
+                criterion["name"], criterion["level"], criterion["status"], criterion["evidence"]
+            )
+        out.print(table)
+        if site["flags"]:
+            out.print("flags: " + ", ".join(site["flags"]))
+        if site["forecast"]:
+            f = site["forecast"]
+            out.print(
+                f"forecast stabilisation: {f['date']} (80% interval {f['low']} to {f['high']})"
+            )
 
 
 # --- the newcomer's command -------------------------------------------------------------

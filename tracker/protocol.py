@@ -1,0 +1,290 @@
+"""The clinic protocol: every number and rule model-spec.md marks *(protocol)*.
+
+`Protocol()` holds the spec's defaults; a clinic may override any of them in a TOML
+file read by `load_protocol`. The file mirrors the dataclasses below, one section
+each: [activity], [readiness], [readiness.levels], [waiting_months], [flags],
+[forecast]. Keys left out keep their default. Anything the tracker does not know
+(a section, a key, an injury kind, a level) is refused with a `ProtocolError` that
+names the key, so a typo can never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from tracker.errors import ProtocolError
+from tracker.vocab import InjuryKind
+
+
+class Level(StrEnum):
+    """How a readiness criterion weighs (model-spec section 5)."""
+
+    required = "required"  # unmet -> not_ready; unknown -> insufficient_data
+    required_if_known = "required_if_known"  # unmet -> not_ready; unknown ignored
+    advisory = "advisory"  # reported only
+
+
+class CriterionName(StrEnum):
+    """The five readiness criteria, in the order of the spec's table (section 5)."""
+
+    radiographic_maturity = "radiographic_maturity"
+    scan_stabilised = "scan_stabilised"
+    alp_normal = "alp_normal"
+    time_since_injury = "time_since_injury"
+    not_genetic_ho = "not_genetic_ho"
+
+
+# --- checks: each returns whether a value is acceptable and says what is expected ---
+
+
+@dataclass(frozen=True)
+class _Check:
+    expected: str
+    accepts: Callable[[Any], bool]
+    # a ceiling that keeps date arithmetic and memory sane; beyond it, say so plainly
+    at_most: int | None = None
+    unit: str = ""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+POSITIVE_DAYS = _Check(
+    "a positive whole number of days", lambda v: _is_int(v) and v >= 1, 36_500, "days"
+)
+DAYS = _Check(
+    "a whole number of days, zero or more", lambda v: _is_int(v) and v >= 0, 36_500, "days"
+)
+MONTHS = _Check(
+    "a whole number of months, zero or more", lambda v: _is_int(v) and v >= 0, 1_200, "months"
+)
+POSITIVE_YEARS = _Check(
+    "a positive whole number of years", lambda v: _is_int(v) and v >= 1, 100, "years"
+)
+FRACTION = _Check("a number between 0 and 1 (exclusive)", lambda v: _is_number(v) and 0 < v < 1)
+RATIO = _Check("a positive number (an uptake ratio)", lambda v: _is_number(v) and v > 0)
+SAMPLES = _Check(
+    "a whole number of at least 10", lambda v: _is_int(v) and v >= 10, 10_000, "samples"
+)
+LEVEL = _Check(
+    "one of " + ", ".join(level.value for level in Level),
+    lambda v: isinstance(v, str) and v in Level.__members__,
+)
+
+
+def _checked(default: Any, check: _Check) -> Any:
+    return field(default=default, metadata={"check": check})
+
+
+# --- the protocol, one dataclass per file section ---
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRules:
+    """[activity]: model-spec section 4."""
+
+    tolerance: float = _checked(0.10, FRACTION)  # relative change t between two scans
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionLevels:
+    """[readiness.levels]: the weight of each criterion (model-spec section 5)."""
+
+    radiographic_maturity: Level = _checked(Level.required, LEVEL)
+    scan_stabilised: Level = _checked(Level.required, LEVEL)
+    alp_normal: Level = _checked(Level.required_if_known, LEVEL)
+    time_since_injury: Level = _checked(Level.advisory, LEVEL)
+    not_genetic_ho: Level = _checked(Level.required, LEVEL)
+
+    def of(self, criterion: str) -> Level:
+        return Level(getattr(self, CriterionName(criterion).value))
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessRules:
+    """[readiness]: model-spec section 5.
+
+    Kim thresholds (Kim, Wu & Kim 1992): an initial delayed-phase ratio above
+    `kim_high_initial` has stabilised at or below `kim_high_final`; an initial ratio
+    above `kim_low_initial` and up to `kim_high_initial` at or below `kim_low_final`.
+    """
+
+    scan_recency_days: int = _checked(180, POSITIVE_DAYS)
+    kim_high_initial: float = _checked(5.0, RATIO)
+    kim_high_final: float = _checked(3.0, RATIO)
+    kim_low_initial: float = _checked(3.0, RATIO)
+    kim_low_final: float = _checked(2.0, RATIO)
+    alp_window_days: int = _checked(90, POSITIVE_DAYS)
+    levels: CriterionLevels = field(default_factory=CriterionLevels)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingMonths:
+    """[waiting_months]: classic wait from injury to resection, per injury kind.
+
+    Garland 1991 as quoted in clinical-reference.md; model-spec section 5. Genetic
+    HO (fop) has no waiting time: resection is never advised (not_genetic_ho), so an
+    fop injury is left out of time_since_injury unless a clinic sets one.
+    """
+
+    spinal_cord_injury: int = _checked(12, MONTHS)
+    traumatic_brain_injury: int = _checked(18, MONTHS)
+    acquired_brain_injury: int = _checked(18, MONTHS)
+    burn: int = _checked(6, MONTHS)
+    musculoskeletal_trauma: int = _checked(6, MONTHS)
+    amputation: int = _checked(6, MONTHS)
+    hip_arthroplasty: int = _checked(6, MONTHS)
+    knee_arthroplasty: int = _checked(6, MONTHS)
+    other_surgery: int = _checked(6, MONTHS)
+    fop: int | None = _checked(None, MONTHS)
+    other: int = _checked(6, MONTHS)
+
+    def of(self, kind: str) -> int | None:
+        months: int | None = getattr(self, InjuryKind(kind).value)
+        return months
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRules:
+    """[flags]: model-spec section 6."""
+
+    # a new site, grade increase or stage advance this long after a treatment course
+    # ended still counts as progression after treatment
+    progression_window_days: int = _checked(180, DAYS)
+    # a site's first HO evidence more than this after the patient's first is new
+    new_site_gap_days: int = _checked(30, DAYS)
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastRules:
+    """[forecast]: model-spec section 7."""
+
+    plateau_proximity: float = _checked(0.05, FRACTION)  # "within 5% of a"
+    horizon_years: int = _checked(5, POSITIVE_YEARS)  # later forecasts are null
+    bootstrap_samples: int = _checked(200, SAMPLES)
+    interval: float = _checked(0.80, FRACTION)  # central coverage of low..high
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    """Every *(protocol)* threshold of model-spec sections 4-7, with its defaults."""
+
+    activity: ActivityRules = field(default_factory=ActivityRules)
+    readiness: ReadinessRules = field(default_factory=ReadinessRules)
+    waiting_months: WaitingMonths = field(default_factory=WaitingMonths)
+    flags: FlagRules = field(default_factory=FlagRules)
+    forecast: ForecastRules = field(default_factory=ForecastRules)
+
+
+# --- loading ---
+
+# Top-level sections a protocol file may hold. A [reminders] section (model-spec
+# section 9) joins this table when the reminder rules become configurable.
+_SECTIONS: dict[str, type] = {
+    "activity": ActivityRules,
+    "readiness": ReadinessRules,
+    "waiting_months": WaitingMonths,
+    "flags": FlagRules,
+    "forecast": ForecastRules,
+}
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read a clinic protocol file; keys it leaves out keep the spec's defaults.
+
+    Raises ProtocolError naming the file and the key for anything unreadable,
+    unknown, of the wrong type or out of range.
+    """
+    path = Path(path)
+    where = f"protocol file {path.name}"
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ProtocolError(f"{where}: no such file ({path})") from None
+    except OSError as error:
+        raise ProtocolError(f"{where}: cannot be read ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ProtocolError(f"{where}: not valid TOML ({error})") from None
+    except UnicodeDecodeError:
+        raise ProtocolError(f"{where}: not valid UTF-8 text") from None
+
+    _refuse_unknown(where, document, _SECTIONS, prefix="", kind="section")
+    sections = {
+        name: _read_section(where, name, document[name], _SECTIONS[name]())
+        for name in _SECTIONS
+        if name in document
+    }
+    protocol = replace(Protocol(), **sections)
+    _check_kim_order(where, protocol.readiness)
+    return protocol
+
+
+def _read_section(where: str, key: str, table: Any, defaults: Any) -> Any:
+    if not isinstance(table, Mapping):
+        raise ProtocolError(f"{where}: {key} must be a table [{key}], got {table!r}")
+    known = {f.name: f for f in fields(defaults)}
+    _refuse_unknown(where, table, known, prefix=f"{key}.", kind="key")
+    changes: dict[str, Any] = {}
+    for name, value in table.items():
+        spec = known[name]
+        dotted = f"{key}.{name}"
+        check: _Check | None = spec.metadata.get("check")
+        if check is None:  # a nested section such as [readiness.levels]
+            changes[name] = _read_section(where, dotted, value, getattr(defaults, name))
+            continue
+        if not check.accepts(value):
+            raise ProtocolError(f"{where}: {dotted} must be {check.expected}, got {value!r}")
+        if check.at_most is not None and value > check.at_most:
+            raise ProtocolError(
+                f"{where}: {dotted} must be at most {check.at_most} {check.unit}, got {value!r}"
+            )
+        if check is LEVEL:
+            value = Level(value)
+        elif check in (FRACTION, RATIO):
+            value = float(value)
+        changes[name] = value
+    return replace(defaults, **changes)
+
+
+def _refuse_unknown(
+    where: str, table: Mapping[str, Any], known: Mapping[str, Any], prefix: str, kind: str
+) -> None:
+    for name in table:
+        if name not in known:
+            if prefix == "waiting_months.":
+                allowed = "injury kinds " + ", ".join(k.value for k in InjuryKind)
+                raise ProtocolError(
+                    f"{where}: {prefix}{name} is not an injury kind; allowed: {allowed}"
+                )
+            label = f"[{name}]" if kind == "section" else f"{prefix}{name}"
+            allowed = ", ".join(known)
+            raise ProtocolError(f"{where}: unknown {kind} {label}; allowed: {allowed}")
+
+
+def _check_kim_order(where: str, rules: ReadinessRules) -> None:
+    # The bands must not overlap and each final threshold must lie below the band it
+    # closes, as in Kim's paper (3.0 < initial <= 5.0 -> 2.0; initial > 5.0 -> 3.0).
+    ordered = (
+        rules.kim_low_final < rules.kim_low_initial < rules.kim_high_initial
+        and rules.kim_low_final <= rules.kim_high_final < rules.kim_high_initial
+    )
+    if not ordered:
+        raise ProtocolError(
+            f"{where}: readiness.kim_* thresholds must be ordered "
+            "kim_low_final < kim_low_initial < kim_high_initial and "
+            "kim_low_final <= kim_high_final < kim_high_initial, got "
+            f"kim_low_final={rules.kim_low_final}, kim_low_initial={rules.kim_low_initial}, "
+            f"kim_high_final={rules.kim_high_final}, kim_high_initial={rules.kim_high_initial}"
+        )

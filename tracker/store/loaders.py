@@ -1,0 +1,143 @@
+"""The one place that turns stored rows into staging records.
+
+`patient_records` serves the single-patient path (CLI, API, report); `read_cohort`
+reads every row assessment needs into pandas for the vectorised cohort path. Both
+read the same columns, so the two paths see the same story.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
+
+from tracker.staging import records as rec
+from tracker.store.story import PatientStory, load_story
+
+
+def patient_records(session: Session, mrn: str) -> rec.PatientRecords:
+    """A patient's records for the staging core; NotFound if the mrn is unknown."""
+    return story_records(load_story(session, mrn))
+
+
+def story_records(story: PatientStory) -> rec.PatientRecords:
+    return rec.PatientRecords(
+        mrn=story.patient.mrn,
+        injuries=tuple(rec.Injury(kind=i.kind, date=i.date) for i in story.injuries),
+        findings=tuple(
+            rec.Finding(
+                date=item.study.date,
+                modality=item.study.modality,
+                site=f.site,
+                side=f.side,
+                ho=f.ho,
+                soft_tissue=f.soft_tissue,
+                calcification=f.calcification,
+                cortex=f.cortex,
+                trabeculae=f.trabeculae,
+                vascularity=f.vascularity,
+                uptake=f.uptake,
+                brooker=f.brooker,
+                della_valle=f.della_valle,
+                size_mm=f.size_mm,
+            )
+            for item in story.studies
+            for f in item.findings
+        ),
+        bone_scans=tuple(
+            rec.BoneScan(date=s.date, site=s.site, side=s.side, phase=s.phase, ratio=s.ratio)
+            for s in story.bone_scans
+        ),
+        courses=tuple(
+            rec.Course(
+                agent=c.agent,
+                intent=c.intent,
+                start_date=c.start_date,
+                end_date=c.end_date,
+                planned_weeks=c.planned_weeks,
+            )
+            for c in story.courses
+        ),
+        procedures=tuple(
+            rec.Procedure(kind=p.kind, date=p.date, site=p.site, side=p.side)
+            for p in story.procedures
+        ),
+        labs=tuple(
+            rec.Lab(
+                date=lab.date,
+                analyte=lab.analyte,
+                value=lab.value,
+                ref_high=lab.ref_high,
+                unit=lab.unit,
+            )
+            for lab in story.labs
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class CohortFrames:
+    """Every row assessment needs, one frame per kind, keyed by `mrn`.
+
+    Date columns are datetime64; missing values are NaN/None.
+    """
+
+    patients: pd.DataFrame  # mrn
+    injuries: pd.DataFrame  # mrn, kind, date
+    findings: pd.DataFrame  # mrn, date, modality, site, side, ho, soft_tissue, ..., size_mm
+    bone_scans: pd.DataFrame  # mrn, date, site, side, phase, ratio
+    courses: pd.DataFrame  # mrn, agent, intent, start_date, end_date, planned_weeks
+    procedures: pd.DataFrame  # mrn, kind, date, site, side
+    labs: pd.DataFrame  # mrn, date, analyte, value, ref_high, unit
+
+
+_QUERIES = {
+    "patients": ("SELECT mrn FROM patient", ()),
+    "injuries": (
+        "SELECT p.mrn, i.kind, i.date FROM injury i JOIN patient p ON p.id = i.patient_id",
+        ("date",),
+    ),
+    "findings": (
+        "SELECT p.mrn, s.date, s.modality, f.site, f.side, f.ho, f.soft_tissue, "
+        "f.calcification, f.cortex, f.trabeculae, f.vascularity, f.uptake, f.brooker, "
+        "f.della_valle, f.size_mm FROM site_finding f "
+        "JOIN imaging_study s ON s.id = f.study_id JOIN patient p ON p.id = s.patient_id",
+        ("date",),
+    ),
+    "bone_scans": (
+        "SELECT p.mrn, b.date, b.site, b.side, b.phase, b.ratio FROM bone_scan_measurement b "
+        "JOIN patient p ON p.id = b.patient_id",
+        ("date",),
+    ),
+    "courses": (
+        "SELECT p.mrn, c.agent, c.intent, c.start_date, c.end_date, c.planned_weeks "
+        "FROM treatment_course c JOIN patient p ON p.id = c.patient_id",
+        ("start_date", "end_date"),
+    ),
+    "procedures": (
+        "SELECT p.mrn, r.kind, r.date, r.site, r.side FROM procedure r "
+        "JOIN patient p ON p.id = r.patient_id",
+        ("date",),
+    ),
+    "labs": (
+        "SELECT p.mrn, l.date, l.analyte, l.value, l.ref_high, l.unit FROM lab_result l "
+        "JOIN patient p ON p.id = l.patient_id",
+        ("date",),
+    ),
+}
+
+
+def read_cohort(conn: Connection) -> CohortFrames:
+    """Read every stored row that assessment needs (the cohort path's only I/O)."""
+    frames: dict[str, pd.DataFrame] = {}
+    for name, (sql, date_columns) in _QUERIES.items():
+        result = conn.exec_driver_sql(sql)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        for column in date_columns:
+            frame[column] = pd.to_datetime(frame[column], format="ISO8601")
+        if "brooker" in frame:
+            frame["brooker"] = pd.to_numeric(frame["brooker"]).astype("Int64")
+        frames[name] = frame
+    return CohortFrames(**frames)
