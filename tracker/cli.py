@@ -43,6 +43,17 @@ app.add_typer(db_app, name="db")
 app.add_typer(patients_app, name="patients")
 app.add_typer(patient_app, name="patient")
 
+from tracker.reminders import cli as reminders_cli  # noqa: E402  (needs the apps above)
+
+app.add_typer(reminders_cli.reminders_app, name="reminders")
+app.add_typer(reminders_cli.teams_app, name="teams")
+patient_app.command("set-team")(reminders_cli.set_team_command)
+app.command("scheduler")(reminders_cli.scheduler_command)
+
+from tracker.reports.cli import report_command  # noqa: E402
+
+app.command("report")(report_command)
+
 
 class _State:
     database_url: str | None = None
@@ -287,19 +298,64 @@ def assess_command(
         bool, typer.Option("--json", help="Print model-spec section 8 JSON.")
     ] = False,
     protocol: ProtocolOption = None,
+    everyone: Annotated[
+        bool, typer.Option("--all", help="Assess every patient (needs --out).")
+    ] = False,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="With --all: write one row per site to this .csv or .parquet."),
+    ] = None,
 ) -> None:
-    """Stage, grade and readiness for resection of every site of a patient."""
+    """Stage, grade and readiness for resection of every site of a patient (or, with
+    --all, of every patient, written to a file)."""
     from tracker.services.assessment import assess_one, protocol_from
     from tracker.staging import to_json
 
-    if mrn is None:
-        raise TrackerError("Name a patient (ho-tracker assess MRN).")
     day = _parse_date(as_of, "--as-of") if as_of else dt.date.today()
+    if everyone:
+        _assess_everyone(mrn, day, json_out, protocol, out_file)
+        return
+    if out_file is not None:
+        raise TrackerError(
+            "--out writes every patient's sites; add --all (assess --all --out FILE)."
+        )
+    if mrn is None:
+        raise TrackerError("Name a patient (ho-tracker assess MRN), or use --all --out FILE.")
     result = assess_one(engine=_engine(), mrn=mrn, as_of=day, protocol=protocol_from(protocol))
     if json_out:
         print(json.dumps(to_json(result)))
         return
     _print_assessment(to_json(result))
+
+
+def _assess_everyone(
+    mrn: str | None, day: dt.date, json_out: bool, protocol: Path | None, out_file: Path | None
+) -> None:
+    from tracker.services.assessment import (
+        assess_all,
+        check_cohort_output,
+        protocol_from,
+        write_cohort_assessment,
+    )
+    from tracker.staging.cohort import readiness_counts
+
+    if mrn is not None:
+        raise TrackerError(f"Name one patient ({mrn}) or use --all, not both.")
+    if out_file is None:
+        raise TrackerError("--all needs --out FILE (a .csv or .parquet file for the sites).")
+    if json_out:
+        raise TrackerError("--json prints one patient; with --all the sites go to --out.")
+    check_cohort_output(out_file)
+    rules = protocol_from(protocol)
+    with BarProgress() as progress:
+        frame = assess_all(engine=_engine(), as_of=day, protocol=rules, progress=progress)
+        write_cohort_assessment(frame, out_file)
+    counts = readiness_counts(frame)
+    out.print(
+        f"Assessed {len(frame)} sites of {frame['mrn'].nunique()} patients as of "
+        f"{day.isoformat()}: {counts['ready']} ready, {counts['not_ready']} not ready, "
+        f"{counts['insufficient_data']} insufficient data; wrote {out_file}."
+    )
 
 
 def _print_assessment(doc: dict[str, Any]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("data") / "tracker.db"
@@ -20,6 +22,27 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HO_TRACKER_", extra="ignore")
 
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH.as_posix()}"
+
+    # Reminder e-mail (model-spec section 9): HO_TRACKER_SMTP_HOST, _PORT, _TLS
+    # ("starttls", "ssl" or "none"), _USER, _PASSWORD, _FROM.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "ho-tracker@localhost"
+    smtp_timeout_seconds: float = 30.0
+    # the right-hand side of reminder Message-IDs (default: the domain of smtp_from)
+    message_id_domain: str | None = None
+    # a claimed reminder is left alone by other processes this long (crash recovery)
+    delivery_lease_seconds: float = 120.0
+    # failed sends are retried after retry_base_seconds, doubling up to retry_max_seconds
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 6 * 3600.0
+    # scheduler: how often each job runs, and the clinic protocol file it plans with
+    plan_interval_seconds: float = 3600.0
+    deliver_interval_seconds: float = 60.0
+    protocol_file: Path | None = None
 
 
 def get_settings() -> Settings:

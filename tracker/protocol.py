@@ -3,8 +3,9 @@
 `Protocol()` holds the spec's defaults; a clinic may override any of them in a TOML
 file read by `load_protocol`. The file mirrors the dataclasses below, one section
 each: [activity], [readiness], [readiness.levels], [waiting_months], [flags],
-[forecast]. Keys left out keep their default. Anything the tracker does not know
-(a section, a key, an injury kind, a level) is refused with a `ProtocolError` that
+[forecast], [reminders] (with one [reminders.<rule>] table per reminder rule). Keys
+left out keep their default. Anything the tracker does not know (a section, a key,
+an injury kind, a level, a reminder rule) is refused with a `ProtocolError` that
 names the key, so a typo can never silently fall back to a default.
 """
 
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tracker.errors import ProtocolError
-from tracker.vocab import InjuryKind
+from tracker.vocab import InjuryKind, ReminderRule
 
 
 class Level(StrEnum):
@@ -50,6 +52,8 @@ class _Check:
     # a ceiling that keeps date arithmetic and memory sane; beyond it, say so plainly
     at_most: int | None = None
     unit: str = ""
+    # turns the TOML value into the dataclass value (a list into a tuple, say)
+    convert: Callable[[Any], Any] | None = None
 
 
 def _is_int(value: Any) -> bool:
@@ -76,6 +80,49 @@ FRACTION = _Check("a number between 0 and 1 (exclusive)", lambda v: _is_number(v
 RATIO = _Check("a positive number (an uptake ratio)", lambda v: _is_number(v) and v > 0)
 SAMPLES = _Check(
     "a whole number of at least 10", lambda v: _is_int(v) and v >= 10, 10_000, "samples"
+)
+
+
+def _is_time_zone(value: Any) -> bool:
+    if not isinstance(value, str) or not value or value != value.strip():
+        return False
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _is_day_list(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(_is_int(v) and 1 <= v <= 36_500 for v in value)
+        and list(value) == sorted(set(value))
+    )
+
+
+def _is_injury_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(
+        isinstance(v, str) and v in InjuryKind.__members__ for v in value
+    )
+
+
+SWITCH = _Check("true or false", lambda v: isinstance(v, bool))
+TIME_ZONE = _Check('an IANA time zone name such as "Europe/London"', _is_time_zone)
+HOUR = _Check("a whole hour of the day, 0 to 23", lambda v: _is_int(v) and 0 <= v <= 23)
+MINUTES = _Check(
+    "a whole number of minutes, zero or more", lambda v: _is_int(v) and v >= 0, 10_080, "minutes"
+)
+DAY_LIST = _Check(
+    "a list of distinct positive whole numbers of days in ascending order, such as [42, 91]",
+    _is_day_list,
+    convert=tuple,
+)
+INJURY_KINDS = _Check(
+    "a list of injury kinds from " + ", ".join(k.value for k in InjuryKind),
+    _is_injury_list,
+    convert=tuple,
 )
 LEVEL = _Check(
     "one of " + ", ".join(level.value for level in Level),
@@ -176,27 +223,124 @@ class ForecastRules:
     interval: float = _checked(0.80, FRACTION)  # central coverage of low..high
 
 
+NEURO_INJURIES = ("spinal_cord_injury", "traumatic_brain_injury", "acquired_brain_injury")
+
+
+@dataclass(frozen=True, slots=True)
+class HipUltrasoundScreen:
+    """[reminders.hip_ultrasound_screen]: hip ultrasound every `every_days` from
+    `first_day` to `last_day` after a neurological injury, until HO is found; an
+    ultrasound with a hip finding within `window_days` of the due date satisfies it."""
+
+    enabled: bool = _checked(True, SWITCH)
+    injuries: tuple[str, ...] = _checked(NEURO_INJURIES, INJURY_KINDS)
+    first_day: int = _checked(21, POSITIVE_DAYS)
+    every_days: int = _checked(21, POSITIVE_DAYS)
+    last_day: int = _checked(168, POSITIVE_DAYS)
+    window_days: int = _checked(7, DAYS)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsiderProphylaxis:
+    """[reminders.consider_prophylaxis]: `day` days after the injury, while no
+    prophylaxis course has started."""
+
+    enabled: bool = _checked(True, SWITCH)
+    injuries: tuple[str, ...] = _checked(NEURO_INJURIES, INJURY_KINDS)
+    day: int = _checked(14, DAYS)
+
+
+@dataclass(frozen=True, slots=True)
+class AfterDaysRule:
+    """A reminder `after_days` after its reference date (see model-spec section 9)."""
+
+    enabled: bool = _checked(True, SWITCH)
+    after_days: int = _checked(42, POSITIVE_DAYS)
+
+
+@dataclass(frozen=True, slots=True)
+class AcknowledgedRule:
+    """A reminder only an acknowledgement satisfies; it can only be switched off."""
+
+    enabled: bool = _checked(True, SWITCH)
+
+
+@dataclass(frozen=True, slots=True)
+class PostResectionProphylaxis:
+    """[reminders.post_resection_prophylaxis]: a course with intent post_resection, or
+    radiotherapy, starting within `window_days` of the resection satisfies it."""
+
+    enabled: bool = _checked(True, SWITCH)
+    window_days: int = _checked(3, DAYS)
+
+
+@dataclass(frozen=True, slots=True)
+class RecurrenceRadiograph:
+    """[reminders.recurrence_radiograph]: radiographs `days` after a resection."""
+
+    enabled: bool = _checked(True, SWITCH)
+    days: tuple[int, ...] = _checked((42, 91, 182, 365), DAY_LIST)
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderRules:
+    """[reminders]: model-spec section 9, one nested table per rule.
+
+    Reminders go out at `send_hour` on their due date in the clinic's `time_zone`;
+    one delivered more than `late_after_minutes` after that is marked late. A sent
+    reminder neither satisfied nor acknowledged `escalation_grace_days` after its
+    due date is escalated once. Planning looks `horizon_days` ahead.
+    """
+
+    time_zone: str = _checked("Europe/London", TIME_ZONE)
+    send_hour: int = _checked(8, HOUR)
+    late_after_minutes: int = _checked(60, MINUTES)
+    escalation_grace_days: int = _checked(14, DAYS)
+    horizon_days: int = _checked(60, DAYS)
+    hip_ultrasound_screen: HipUltrasoundScreen = field(default_factory=HipUltrasoundScreen)
+    consider_prophylaxis: ConsiderProphylaxis = field(default_factory=ConsiderProphylaxis)
+    monitoring_radiograph: AfterDaysRule = field(default_factory=lambda: AfterDaysRule())
+    maturity_bone_scan: AfterDaysRule = field(default_factory=lambda: AfterDaysRule(after_days=90))
+    course_review: AcknowledgedRule = field(default_factory=AcknowledgedRule)
+    post_course_radiograph: AfterDaysRule = field(
+        default_factory=lambda: AfterDaysRule(after_days=56)
+    )
+    readiness_review: AcknowledgedRule = field(default_factory=AcknowledgedRule)
+    post_resection_prophylaxis: PostResectionProphylaxis = field(
+        default_factory=PostResectionProphylaxis
+    )
+    recurrence_radiograph: RecurrenceRadiograph = field(default_factory=RecurrenceRadiograph)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+REMINDER_RULES = tuple(rule.value for rule in ReminderRule)
+
+
 @dataclass(frozen=True, slots=True)
 class Protocol:
-    """Every *(protocol)* threshold of model-spec sections 4-7, with its defaults."""
+    """Every *(protocol)* threshold of model-spec sections 4-7 and 9, with its defaults."""
 
     activity: ActivityRules = field(default_factory=ActivityRules)
     readiness: ReadinessRules = field(default_factory=ReadinessRules)
     waiting_months: WaitingMonths = field(default_factory=WaitingMonths)
     flags: FlagRules = field(default_factory=FlagRules)
     forecast: ForecastRules = field(default_factory=ForecastRules)
+    reminders: ReminderRules = field(default_factory=ReminderRules)
 
 
 # --- loading ---
 
-# Top-level sections a protocol file may hold. A [reminders] section (model-spec
-# section 9) joins this table when the reminder rules become configurable.
+# Top-level sections a protocol file may hold.
 _SECTIONS: dict[str, type] = {
     "activity": ActivityRules,
     "readiness": ReadinessRules,
     "waiting_months": WaitingMonths,
     "flags": FlagRules,
     "forecast": ForecastRules,
+    "reminders": ReminderRules,
 }
 
 
@@ -228,6 +372,7 @@ def load_protocol(path: str | Path) -> Protocol:
     }
     protocol = replace(Protocol(), **sections)
     _check_kim_order(where, protocol.readiness)
+    _check_screening_days(where, protocol.reminders.hip_ultrasound_screen)
     return protocol
 
 
@@ -246,7 +391,7 @@ def _read_section(where: str, key: str, table: Any, defaults: Any) -> Any:
             continue
         if not check.accepts(value):
             raise ProtocolError(f"{where}: {dotted} must be {check.expected}, got {value!r}")
-        if check.at_most is not None and value > check.at_most:
+        if check.at_most is not None and _is_number(value) and value > check.at_most:
             raise ProtocolError(
                 f"{where}: {dotted} must be at most {check.at_most} {check.unit}, got {value!r}"
             )
@@ -254,6 +399,8 @@ def _read_section(where: str, key: str, table: Any, defaults: Any) -> Any:
             value = Level(value)
         elif check in (FRACTION, RATIO):
             value = float(value)
+        elif check.convert is not None:
+            value = check.convert(value)
         changes[name] = value
     return replace(defaults, **changes)
 
@@ -267,6 +414,11 @@ def _refuse_unknown(
                 allowed = "injury kinds " + ", ".join(k.value for k in InjuryKind)
                 raise ProtocolError(
                     f"{where}: {prefix}{name} is not an injury kind; allowed: {allowed}"
+                )
+            if prefix == "reminders." and isinstance(table[name], Mapping):
+                allowed = ", ".join(REMINDER_RULES)
+                raise ProtocolError(
+                    f"{where}: [reminders.{name}] is not a reminder rule; allowed: {allowed}"
                 )
             label = f"[{name}]" if kind == "section" else f"{prefix}{name}"
             allowed = ", ".join(known)
@@ -287,4 +439,12 @@ def _check_kim_order(where: str, rules: ReadinessRules) -> None:
             "kim_low_final <= kim_high_final < kim_high_initial, got "
             f"kim_low_final={rules.kim_low_final}, kim_low_initial={rules.kim_low_initial}, "
             f"kim_high_final={rules.kim_high_final}, kim_high_initial={rules.kim_high_initial}"
+        )
+
+
+def _check_screening_days(where: str, rule: HipUltrasoundScreen) -> None:
+    if rule.first_day > rule.last_day:
+        raise ProtocolError(
+            f"{where}: reminders.hip_ultrasound_screen.first_day ({rule.first_day}) must not "
+            f"be after reminders.hip_ultrasound_screen.last_day ({rule.last_day})"
         )

@@ -159,3 +159,30 @@ CORTEX_MODALITIES = frozenset({Modality.radiograph, Modality.ct, Modality.mri})
 def values(enum: type[StrEnum]) -> list[str]:
     """The allowed strings of an enumeration, in the spec's order."""
     return [member.value for member in enum]
+
+
+class ReminderRule(StrEnum):
+    """The reminder rules of model-spec section 9, in the spec's order."""
+
+    hip_ultrasound_screen = "hip_ultrasound_screen"
+    consider_prophylaxis = "consider_prophylaxis"
+    monitoring_radiograph = "monitoring_radiograph"
+    maturity_bone_scan = "maturity_bone_scan"
+    course_review = "course_review"
+    post_course_radiograph = "post_course_radiograph"
+    readiness_review = "readiness_review"
+    post_resection_prophylaxis = "post_resection_prophylaxis"
+    recurrence_radiograph = "recurrence_radiograph"
+
+
+class ReminderStatus(StrEnum):
+    """A reminder's life (model-spec section 9): pending until its date, due on it,
+    sent once delivered; closed by a record (satisfied), by a person (acknowledged)
+    or because it no longer applies (cancelled, with the reason kept)."""
+
+    pending = "pending"
+    due = "due"
+    sent = "sent"
+    satisfied = "satisfied"
+    acknowledged = "acknowledged"
+    cancelled = "cancelled"

@@ -129,7 +129,7 @@ def test_empty_protocol_file_means_spec_defaults(tmp_path: Path) -> None:
             "[readiness.levels]\nbone_density = 'advisory'",
             "unknown key readiness.levels.bone_density",
         ),
-        ("[reminders]\nescalate_after_days = 14", "unknown section [reminders]"),
+        ("[reminders]\nescalate_after_days = 14", "unknown key reminders.escalate_after_days"),
         ("tolerance = 0.1", "unknown section [tolerance]"),
         ("activity = 0.1", "activity must be a table [activity], got 0.1"),
         ("[readiness]\nlevels = 'required'", "readiness.levels must be a table"),

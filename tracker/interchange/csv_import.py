@@ -198,6 +198,7 @@ def _write(
 
     if fmt.PATIENTS.name in new_rows:
         rows = new_rows[fmt.PATIENTS.name]
+        _add_missing_teams(conn, rows)
         summary.added[fmt.PATIENTS.name] = tables.bulk_insert(
             conn, tables.patient, rows[fmt.PATIENTS.column_names], progress
         )
@@ -215,6 +216,22 @@ def _write(
             columns = ["patient_id", *[c for c in file.column_names if c != "mrn"]]
             summary.added[name] = tables.bulk_insert(conn, table, with_ids[columns], progress)
     return summary
+
+
+def _add_missing_teams(conn: sa.Connection, patients: pd.DataFrame) -> None:
+    """A team named in patients.csv but not yet stored is added without a delivery
+    address; reminders for its patients wait, with a message naming the fix
+    (`ho-tracker teams add NAME --email ADDRESS`), until it has one."""
+    if "team" not in patients:
+        return
+    named = sorted(set(patients["team"].dropna()) - {""})
+    if not named:
+        return
+    team = tables.team
+    stored = set(conn.execute(sa.select(team.c.name).where(team.c.name.in_(named))).scalars())
+    missing = [name for name in named if name not in stored]
+    if missing:
+        conn.execute(sa.insert(team), [{"name": name} for name in missing])
 
 
 def _write_imaging(

@@ -26,6 +26,7 @@ from tracker.store.models import (
     Patient,
     Procedure,
     SiteFinding,
+    Team,
     TreatmentCourse,
     table_of,
 )
@@ -35,6 +36,7 @@ CHUNK = 5000
 patient = table_of(Patient)
 study = table_of(ImagingStudy)
 finding = table_of(SiteFinding)
+team = table_of(Team)
 
 # The stored table behind each file other than patients and imaging.
 SIMPLE_TABLES: dict[str, sa.Table] = {

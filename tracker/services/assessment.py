@@ -6,13 +6,16 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from tracker.errors import TrackerError
+from tracker.progress import NoProgress, Progress
 from tracker.protocol import Protocol, load_protocol
 from tracker.staging import PatientAssessment, PatientRecords, assess_patient
-from tracker.store.loaders import patient_records
+from tracker.staging.cohort import CohortFrames, assess_cohort
+from tracker.store.loaders import patient_records, read_cohort
 
 DEFAULT_PROTOCOL_FILE = Path(__file__).resolve().parents[2] / "data" / "protocols" / "default.toml"
 
@@ -45,3 +48,68 @@ def assess_one(
             f"({first.isoformat()}); choose a later date."
         )
     return assess_patient(records, as_of, protocol or Protocol())
+
+
+# --- the whole cohort ---
+
+COHORT_FORMATS = (".csv", ".parquet")  # by file suffix: CSV, or Parquet (pyarrow)
+
+
+def assess_all(
+    *,
+    engine: Engine,
+    as_of: dt.date,
+    protocol: Protocol | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Every site of every patient on `as_of`, one row per site (`staging.cohort`):
+    the answers `assess_one` gives, patient by patient."""
+    progress = progress or NoProgress()
+    progress.start("Assessing every patient", 2)
+    with engine.connect() as conn:
+        frames = read_cohort(conn)
+    progress.advance(1)
+    first = first_cohort_date(frames)
+    if first is not None and as_of < first:
+        raise TrackerError(
+            f"as_of {as_of.isoformat()} is before every record in the store (the first is "
+            f"dated {first.isoformat()}); choose a later date."
+        )
+    frame = assess_cohort(frames, as_of, protocol or Protocol())
+    progress.advance(1)
+    return frame
+
+
+def first_cohort_date(frames: CohortFrames) -> dt.date | None:
+    """The earliest date of any record in the frames (a course counts from its start)."""
+    columns = [
+        frames.injuries["date"],
+        frames.findings["date"],
+        frames.bone_scans["date"],
+        frames.courses["start_date"],
+        frames.procedures["date"],
+        frames.labs["date"],
+    ]
+    firsts = [pd.to_datetime(c).min() for c in columns if len(c)]
+    firsts = [f for f in firsts if not pd.isna(f)]
+    return min(firsts).date() if firsts else None
+
+
+def check_cohort_output(path: Path) -> None:
+    """Refuse an output file whose suffix names no format we write."""
+    if path.suffix.lower() not in COHORT_FORMATS:
+        suffix = f"'{path.suffix}'" if path.suffix else "no suffix"
+        raise TrackerError(
+            f"Cannot write the cohort to {path.name}: {suffix} is not a format it can be "
+            "written in; end the file name in .csv or .parquet."
+        )
+
+
+def write_cohort_assessment(frame: pd.DataFrame, path: Path) -> None:
+    """Write the cohort assessment as CSV or Parquet, chosen by the file's suffix."""
+    check_cohort_output(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)

@@ -9,6 +9,7 @@ among several says how it breaks ties.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -82,8 +83,7 @@ def assess_patient(
             courses=cut.courses,
             rules=protocol.flags,
         )
-        stabilised = next(c for c in criteria if c.name == CriterionName.scan_stabilised)
-        if stabilised.status == Status.unmet and activity == Activity.declining:
+        if forecast_applies(criteria, activity):
             recovery = recovery_series(series, protocol.readiness)
             if recovery is not None:
                 recoveries[len(sites)] = recovery
@@ -107,6 +107,13 @@ def assess_patient(
     for index, forecast in zip(recoveries, forecasts, strict=True):
         sites[index] = replace(sites[index], forecast=forecast)
     return PatientAssessment(mrn=records.mrn, as_of=as_of, sites=tuple(sites))
+
+
+def forecast_applies(criteria: Sequence[Criterion], activity: Activity) -> bool:
+    """Model-spec section 7: a site is forecast (its recovery curve fitted) when its
+    scan_stabilised criterion is unmet and its activity is declining."""
+    stabilised = next(c for c in criteria if c.name == CriterionName.scan_stabilised)
+    return stabilised.status == Status.unmet and activity == Activity.declining
 
 
 def to_json(assessment: PatientAssessment) -> dict[str, Any]:

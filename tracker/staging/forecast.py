@@ -35,12 +35,21 @@ from tracker.staging.readiness import add_months, kim_threshold
 
 Array = NDArray[np.float64]
 
-# Decay rates searched: time constants from 5 days to about 8 years, log-spaced.
+# Decay rates searched: time constants from 5 days to about 8 years, 200 log-spaced
+# points (steps of 3%). The search runs coarse to fine, every 8th point first (steps
+# of 29%), then the 15 points between the best one's coarse neighbours (which lose to
+# it, so need no second look): a fifth of the work of a full search, and on the
+# synthetic cohort the very same forecasts.
 _LOG_K_GRID = np.linspace(math.log(1 / 3000), math.log(1 / 5), 200)
 K_GRID: Array = np.exp(_LOG_K_GRID)
 _LOG_K_STEP = float(_LOG_K_GRID[1] - _LOG_K_GRID[0])
+_COARSE = 8
+_COARSE_INDEX = np.arange(0, K_GRID.size, _COARSE)
+_FINE_OFFSETS = np.arange(-_COARSE + 1, _COARSE)
 MIN_POINTS = 3
 _DAY_SLACK = 1e-9  # a crossing computed as 41.999999999 days is day 42, not 43
+_FAR_DAYS = 1e12  # further than any horizon (ForecastRules allows 100 years)
+_CHUNK_VALUES = 200_000  # values per (sites x samples x grid) array: cache-sized chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,34 +106,49 @@ def recovery_series(series: Sequence[DailyRatio], rules: ReadinessRules) -> Reco
 # --- the batched fit ---
 
 
-def _sse(a: Array, b: Array, sums: dict[str, Array]) -> Array:
-    n, sz, szz, sy, szy, syy = (sums[key] for key in ("n", "sz", "szz", "sy", "szy", "syy"))
-    return syy - 2 * a * sy - 2 * b * szy + a * a * n + 2 * a * b * sz + b * b * szz
-
-
-def _constrained_least_squares(sums: dict[str, Array]) -> tuple[Array, Array, Array]:
-    """Least-squares a, b of y ~ a + b z with a >= 0, b >= 0, from the normal sums.
+def _constrained_least_squares(
+    sums: dict[str, Array], coefficients: bool = True
+) -> tuple[Array | None, Array | None, Array]:
+    """Least-squares a, b of y ~ a + b z with a >= 0, b >= 0, from the normal sums,
+    and the squared error (inf for a series without points).
 
     If the unconstrained optimum leaves the quadrant, the constrained one lies on
-    its boundary: the better of a = 0 and b = 0.
+    its boundary: the better of a = 0 and b = 0. At each of these optima the normal
+    equations make the squared error syy - a sy - b szy, which is cheaper than
+    expanding it and just as exact. Arrays of a grid search are large, so the work
+    is done in place in a few buffers; without `coefficients` only the error is
+    returned (a and b are None).
     """
-    n, sz, szz, sy, szy = (sums[key] for key in ("n", "sz", "szz", "sy", "szy"))
+    n, sz, szz, sy, szy, syy = (sums[key] for key in ("n", "sz", "szz", "sy", "szy", "syy"))
     with np.errstate(divide="ignore", invalid="ignore"):
         det = n * szz - sz * sz
-        b_free = (n * szy - sz * sy) / det
-        a_free = (sy - b_free * sz) / n
-        b_only = np.maximum(szy / szz, 0.0)  # a = 0
+        b_free = np.multiply(n, szy)
+        work = np.multiply(sz, sy)
+        b_free -= work
+        b_free /= det
+        np.multiply(b_free, sz, out=work)
+        a_free = np.subtract(sy, work)
+        a_free /= n
+        sse = np.multiply(a_free, sy)
+        np.subtract(syy, sse, out=sse)
+        np.multiply(b_free, szy, out=work)
+        sse -= work  # the unconstrained optimum's error
+        inside = (det > 0) & (a_free >= 0) & (b_free >= 0)
+        b_only = np.divide(szy, szz)  # a = 0
+        np.maximum(b_only, 0.0, out=b_only)
+        np.multiply(b_only, szy, out=work)
+        np.subtract(syy, work, out=work)  # error with a = 0
         a_only = np.maximum(sy / n, 0.0)  # b = 0
-        zero = np.zeros_like(b_only)
-        sse_free = _sse(a_free, b_free, sums)
-        sse_b_only = _sse(zero, b_only, sums)
-        sse_a_only = _sse(a_only, zero, sums)
-    inside = (det > 0) & (a_free >= 0) & (b_free >= 0)
-    use_b_only = sse_b_only <= sse_a_only
-    a = np.where(inside, a_free, np.where(use_b_only, 0.0, a_only))
-    b = np.where(inside, b_free, np.where(use_b_only, b_only, 0.0))
-    sse = np.where(inside, sse_free, np.where(use_b_only, sse_b_only, sse_a_only))
-    return a, b, sse
+        sse_a_only = syy - a_only * sy
+        use_b_only = work <= sse_a_only
+        boundary = np.where(use_b_only, work, sse_a_only)
+    np.copyto(sse, boundary, where=~inside)
+    sse[np.isnan(sse)] = np.inf
+    if not coefficients:
+        return None, None, sse
+    np.copyto(a_free, np.where(use_b_only, 0.0, a_only), where=~inside)
+    np.copyto(b_free, np.where(use_b_only, b_only, 0.0), where=~inside)
+    return a_free, b_free, sse
 
 
 def _normal_sums(days: Array, ratios: Array, mask: Array, k: Array) -> dict[str, Array]:
@@ -136,28 +160,27 @@ def _normal_sums(days: Array, ratios: Array, mask: Array, k: Array) -> dict[str,
     sites, series, points = ratios.shape
     z_shape = np.broadcast_shapes((sites, 1, 1), k.shape)
     y_shape = (sites, series, 1)
-    shapes = {
-        "n": (sites, 1, 1),
-        "sz": z_shape,
-        "szz": z_shape,
-        "sy": y_shape,
-        "syy": y_shape,
-        "szy": np.broadcast_shapes(z_shape, y_shape),
-    }
-    sums = {key: np.zeros(shape) for key, shape in shapes.items()}
+    zy_shape = np.broadcast_shapes(z_shape, y_shape)
+    n, sy, syy = np.zeros((sites, 1, 1)), np.zeros(y_shape), np.zeros(y_shape)
+    sz, szz, szy = np.zeros(z_shape), np.zeros(z_shape), np.zeros(zy_shape)
+    z, zm, zy = np.empty(z_shape), np.empty(z_shape), np.empty(zy_shape)
     for j in range(points):
         m = mask[:, j, None, None]
-        z = np.exp(-(days[:, j, None, None] * k))
+        np.multiply(days[:, j, None, None], k, out=z)
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+        np.multiply(z, m, out=zm)
         y = ratios[:, :, j, None]
-        zm = z * m
         ym = y * m
-        sums["n"] += m
-        sums["sz"] += zm
-        sums["szz"] += zm * z
-        sums["sy"] += ym
-        sums["syy"] += ym * y
-        sums["szy"] += ym * z
-    return sums
+        n += m
+        sz += zm
+        zm *= z
+        szz += zm
+        sy += ym
+        syy += ym * y
+        np.multiply(ym, z, out=zy)
+        szy += zy
+    return {"n": n, "sz": sz, "szz": szz, "sy": sy, "syy": syy, "szy": szy}
 
 
 def fit_recovery_curves(days: Array, ratios: Array, mask: Array) -> CurveFits:
@@ -166,34 +189,49 @@ def fit_recovery_curves(days: Array, ratios: Array, mask: Array) -> CurveFits:
     days: (S, P) days from each site's peak; mask: (S, P), 1 for a point, 0 for
     padding (padding holds zeros); ratios: (S, R, P), R series per site sharing that
     site's days (R = 1 for the observed series, R = B for bootstrap resamples).
-    k is chosen on a log-spaced grid, refined by a parabola through the best grid
-    point and its neighbours (kept only if it lowers the error); a and b are the
-    constrained least-squares solution for that k. Returns arrays of shape (S, R);
-    a series without points gives NaN.
+    k is chosen on a log-spaced grid, coarse to fine: every `_COARSE`th grid point
+    first, then every point between the best one's coarse neighbours; the best is refined
+    by a parabola through it and its neighbours (kept only if it lowers the error);
+    a and b are the constrained least-squares solution for that k. Returns arrays of
+    shape (S, R); a series without points gives NaN.
     """
-    grid = K_GRID[None, None, :]
-    a, b, sse = _constrained_least_squares(_normal_sums(days, ratios, mask, grid))
-    sse = np.where(np.isnan(sse), np.inf, sse)
-    best = np.argmin(sse, axis=-1)[..., None]
 
-    centre = np.clip(best, 1, K_GRID.size - 2)
-    below, mid, over = (np.take_along_axis(sse, centre + shift, -1) for shift in (-1, 0, 1))
+    def error_at(k_index: NDArray[np.int64]) -> Array:
+        sums = _normal_sums(days, ratios, mask, K_GRID[k_index])
+        return _constrained_least_squares(sums, coefficients=False)[2]
+
+    def fit_at(k: Array) -> tuple[Array, Array, Array]:
+        a, b, sse = _constrained_least_squares(_normal_sums(days, ratios, mask, k))
+        assert a is not None and b is not None
+        return a, b, sse
+
+    last = K_GRID.size - 1
+    coarse_best = np.argmin(error_at(_COARSE_INDEX[None, None, :]), axis=-1)[..., None]
+    window = np.clip(_COARSE_INDEX[coarse_best] + _FINE_OFFSETS, 0, last)
+    best = np.take_along_axis(window, np.argmin(error_at(window), axis=-1)[..., None], -1)
+
+    centre = np.clip(best, 1, last - 1)
+    a3, b3, sse3 = fit_at(K_GRID[centre + np.array([-1, 0, 1])])
+    below, mid, over = sse3[..., :1], sse3[..., 1:2], sse3[..., 2:]
     with np.errstate(divide="ignore", invalid="ignore"):
         curvature = below - 2 * mid + over
         offset = np.where(curvature > 0, 0.5 * (below - over) / curvature, 0.0)
     offset = np.clip(np.nan_to_num(offset), -1.0, 1.0)
     k_refined = np.exp(_LOG_K_GRID[centre] + offset * _LOG_K_STEP)
-    a_ref, b_ref, sse_ref = _constrained_least_squares(_normal_sums(days, ratios, mask, k_refined))
+    a_ref, b_ref, sse_ref = fit_at(k_refined)
+
+    at_best = best - centre + 1  # where the best grid point sits among the three
 
     def pick(values: Array) -> Array:
-        return np.take_along_axis(values, best, -1)
+        return np.take_along_axis(values, at_best, -1)
 
-    better = sse_ref < pick(sse)
+    better = sse_ref < pick(sse3)
+    sse = np.where(better, sse_ref, pick(sse3))
     return CurveFits(
-        a=np.where(better, a_ref, pick(a))[..., 0],
-        b=np.where(better, b_ref, pick(b))[..., 0],
+        a=np.where(better, a_ref, pick(a3))[..., 0],
+        b=np.where(better, b_ref, pick(b3))[..., 0],
         k=np.where(better, k_refined, K_GRID[best])[..., 0],
-        sse=np.where(better, sse_ref, pick(sse))[..., 0],
+        sse=sse[..., 0],
     )
 
 
@@ -224,31 +262,96 @@ def _bootstrap_indices(points: int, samples: int) -> NDArray[np.int64]:
 def forecast_recoveries(
     series: Sequence[RecoverySeries], as_of: date, rules: ForecastRules
 ) -> list[Forecast | None]:
-    """Forecasts for many sites at once; each equals its own batch-of-one answer.
-
-    Memory grows as sites x bootstrap_samples x 200; a cohort run may split its
-    sites into chunks of any size without changing a single answer.
-    """
+    """Forecasts for many sites at once; each equals its own batch-of-one answer."""
     if not series:
         return []
     sites, width = len(series), max(len(s.days) for s in series)
-    days, mask = np.zeros((sites, width)), np.zeros((sites, width))
-    observed = np.zeros((sites, 1, width))
+    days, mask, ratios = (
+        np.zeros((sites, width)),
+        np.zeros((sites, width)),
+        np.zeros((sites, width)),
+    )
     for row, s in enumerate(series):
         count = len(s.days)
         days[row, :count] = s.days
         mask[row, :count] = 1.0
-        observed[row, 0, :count] = s.ratios
+        ratios[row, :count] = s.ratios
     thresholds = np.array([np.nan if s.threshold is None else s.threshold for s in series])
+    horizon = add_months(as_of, 12 * rules.horizon_years)
+    limits = np.array([(horizon - s.peak_date).days for s in series], dtype=np.int64)
+    found, centre, low, high = forecast_offsets(days, ratios, mask, thresholds, limits, rules)
+    return [
+        Forecast(
+            date=s.peak_date + timedelta(days=int(centre[row])),
+            low=s.peak_date + timedelta(days=int(low[row])),
+            high=s.peak_date + timedelta(days=int(high[row])),
+        )
+        if found[row]
+        else None
+        for row, s in enumerate(series)
+    ]
+
+
+def forecast_offsets(
+    days: Array,
+    ratios: Array,
+    mask: Array,
+    thresholds: Array,
+    limits: NDArray[np.int64],
+    rules: ForecastRules,
+) -> tuple[NDArray[np.bool_], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """The batched forecast: whole days from each site's peak to its forecast day and to
+    the ends of its interval. Both the one-patient path and the cohort run call this.
+
+    days, ratios, mask: (S, P) as in `fit_recovery_curves` (one series per site, points
+    left-aligned);
+    thresholds: (S,) Kim thresholds, NaN where none applies; limits: (S,) the last day
+    from the peak a forecast may fall on (the horizon). Returns found (S,) and centre,
+    low, high (S,), which are 0 where nothing was found. Sites are fitted in chunks of
+    similar length, which bounds memory (sites x bootstrap_samples x grid) and changes
+    no answer (see the module docstring).
+    """
+    sites = days.shape[0]
+    counts = mask.sum(axis=1).astype(np.int64)
+    point, boot_low, boot_high = np.full(sites, np.inf), np.zeros(sites), np.zeros(sites)
+    chunk = max(1, _CHUNK_VALUES // (rules.bootstrap_samples * _COARSE_INDEX.size))
+    order = np.argsort(counts, kind="stable")
+    for first in range(0, sites, chunk):
+        rows = order[first : first + chunk]
+        width = max(1, int(counts[rows].max()))
+        point[rows], boot_low[rows], boot_high[rows] = _forecast_chunk(
+            days[rows, :width], ratios[rows, :width], mask[rows, :width], thresholds[rows], rules
+        )
+    finite = np.isfinite(point)
+    centre = _whole_days(np.where(finite, point, 0.0))
+    found = finite & (centre <= limits)
+    low = _whole_days(np.minimum(boot_low, np.where(finite, point, 0.0)))
+    high = _whole_days(np.minimum(np.maximum(boot_high, point), limits.astype(np.float64)))
+    zero = np.zeros(sites, dtype=np.int64)
+    return (
+        found,
+        np.where(found, centre, zero),
+        np.where(found, low, zero),
+        np.where(found, high, zero),
+    )
+
+
+def _forecast_chunk(
+    days: Array, ratios: Array, mask: Array, thresholds: Array, rules: ForecastRules
+) -> tuple[Array, Array, Array]:
+    """The point crossing and the interval's bootstrap crossings of a few sites."""
+    sites, width = days.shape
+    observed = ratios[:, None, :]
     fits = fit_recovery_curves(days, observed, mask)
     point = crossing_days(fits, thresholds, rules.plateau_proximity)[:, 0]
 
     samples = rules.bootstrap_samples
+    counts = mask.sum(axis=1).astype(np.int64)
     fitted = fits.a[:, :1] + fits.b[:, :1] * np.exp(-(days * fits.k[:, :1]))
-    residuals = (observed[:, 0, :] - fitted) * mask
+    residuals = (ratios - fitted) * mask
     resampled = np.zeros((sites, samples, width))
-    for count in sorted({len(s.days) for s in series}):
-        rows = np.array([row for row, s in enumerate(series) if len(s.days) == count])
+    for count in np.unique(counts).tolist():
+        rows = np.flatnonzero(counts == count)
         picks = residuals[rows][:, _bootstrap_indices(count, samples)]
         resampled[rows, :, :count] = fitted[rows, None, :count] + picks
     boot = np.sort(
@@ -260,25 +363,7 @@ def forecast_recoveries(
     tail = (1 - rules.interval) / 2
     low_rank = math.floor(tail * (samples - 1))
     high_rank = math.ceil((1 - tail) * (samples - 1))
-
-    horizon = add_months(as_of, 12 * rules.horizon_years)
-    forecasts: list[Forecast | None] = []
-    for row, s in enumerate(series):
-        limit = (horizon - s.peak_date).days
-        centre = float(point[row])
-        if not math.isfinite(centre) or _whole_days(centre) > limit:
-            forecasts.append(None)
-            continue
-        low = min(float(boot[row, low_rank]), centre)
-        high = min(max(float(boot[row, high_rank]), centre), float(limit))
-        forecasts.append(
-            Forecast(
-                date=s.peak_date + timedelta(days=_whole_days(centre)),
-                low=s.peak_date + timedelta(days=_whole_days(low)),
-                high=s.peak_date + timedelta(days=_whole_days(high)),
-            )
-        )
-    return forecasts
+    return point, boot[:, low_rank], boot[:, high_rank]
 
 
 def forecast_recovery(series: RecoverySeries, as_of: date, rules: ForecastRules) -> Forecast | None:
@@ -286,6 +371,7 @@ def forecast_recovery(series: RecoverySeries, as_of: date, rules: ForecastRules)
     return forecast_recoveries([series], as_of, rules)[0]
 
 
-def _whole_days(days: float) -> int:
-    """The first whole day on which the curve has reached its target."""
-    return max(0, math.ceil(days - _DAY_SLACK))
+def _whole_days(days: Array) -> NDArray[np.int64]:
+    """The first whole day on which the curve has reached its target (capped far beyond
+    any horizon, so that a curve crawling towards its target cannot overflow)."""
+    return np.clip(np.ceil(days - _DAY_SLACK), 0.0, _FAR_DAYS).astype(np.int64)

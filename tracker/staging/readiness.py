@@ -188,7 +188,7 @@ def time_since_injury(
     if not injuries:
         return Status.unknown, "no injury recorded"
     reference = first_evidence or as_of
-    causes = [i for i in injuries if i.date <= reference and waiting.of(i.kind) is not None]
+    causes = _waiting_causes(injuries, reference, waiting)
     if not causes:
         # As model-spec section 5 is written, "every injury on or before the first
         # evidence" over no injuries holds: met, with the evidence saying why.
@@ -208,6 +208,25 @@ def time_since_injury(
             f"{months} advised"
         )
     return (Status.met if all_waited else Status.unmet), "; ".join(parts)
+
+
+def _waiting_causes(
+    injuries: Sequence[Injury], reference: date, waiting: WaitingMonths
+) -> list[Injury]:
+    """The injuries time_since_injury weighs: on or before the site's first evidence,
+    of a kind with a waiting time."""
+    return [i for i in injuries if i.date <= reference and waiting.of(i.kind) is not None]
+
+
+def waiting_time_end(
+    injuries: Sequence[Injury], first_evidence: date | None, as_of: date, waiting: WaitingMonths
+) -> date | None:
+    """The first day on which time_since_injury is met for a site (it is met on as_of
+    exactly when as_of is on or after this day): the latest of injury date + waiting
+    months over the injuries it weighs; None when it weighs none (or there are none)."""
+    causes = _waiting_causes(injuries, first_evidence or as_of, waiting)
+    ends = [add_months(i.date, waiting.of(i.kind) or 0) for i in causes]
+    return max(ends, default=None)
 
 
 def not_genetic_ho(injuries: Sequence[Injury]) -> tuple[Status, str]:

@@ -76,7 +76,13 @@ class Patient(Timestamped, table=True):
     sex: str | None = Field(default=None, max_length=16)
     family_name: str | None = Field(default=None, max_length=200)
     given_name: str | None = Field(default=None, max_length=200)
-    team: str | None = Field(default=None, max_length=100, index=True)
+    # the unit or ward whose channel receives the patient's reminders (model-spec 9)
+    team: str | None = Field(
+        default=None,
+        max_length=100,
+        index=True,
+        sa_column_args=[sa.ForeignKey("team.name", ondelete="RESTRICT", onupdate="CASCADE")],
+    )
 
 
 class Injury(Timestamped, table=True):
@@ -259,6 +265,149 @@ class LabResult(Timestamped, table=True):
     unit: str = Field(max_length=30, nullable=False)
     ref_low: float | None = None
     ref_high: float | None = None
+
+
+class Team(Timestamped, table=True):
+    """A unit or ward: its patients' reminders go to its delivery address."""
+
+    __tablename__ = "team"
+    __table_args__ = (
+        sa.CheckConstraint("length(name) > 0", name="name_not_blank"),
+        sa.CheckConstraint("email IS NULL OR email LIKE '%_@_%'", name="email_has_at"),
+        sa.CheckConstraint(
+            "escalation_email IS NULL OR escalation_email LIKE '%_@_%'",
+            name="escalation_email_has_at",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True, nullable=False)
+    email: str | None = Field(default=None, max_length=254)
+    # escalations go here when set, else to `email` as well
+    escalation_email: str | None = Field(default=None, max_length=254)
+
+
+_NO_SITE = sa.text("site IS NULL")
+_SITE = sa.text("site IS NOT NULL")
+
+
+class Reminder(Timestamped, table=True):
+    """One reminder (model-spec section 9), also the in-app worklist row.
+
+    Its natural key is (patient, rule, site, side, due): two partial unique indexes,
+    because NULL never equals NULL in a unique constraint. Delivery bookkeeping
+    lives on the row: a claim (`claimed_by`, `claim_token`, `claimed_until`) taken
+    atomically before sending, the Message-ID, attempts and back-off, `version`
+    bumped by every delivery update.
+    """
+
+    __tablename__ = "reminder"
+    __table_args__ = (
+        one_of("rule", vocab.ReminderRule),
+        one_of("status", vocab.ReminderStatus),
+        one_of("site", vocab.Site, nullable=True),
+        one_of("side", vocab.Side, nullable=True),
+        sa.CheckConstraint("(site IS NULL) = (side IS NULL)", name="site_with_side"),
+        sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        sa.CheckConstraint(
+            "status <> 'cancelled' OR cancel_reason IS NOT NULL", name="cancelled_with_reason"
+        ),
+        sa.CheckConstraint(
+            "status <> 'sent' OR (sent_at IS NOT NULL AND message_id IS NOT NULL)",
+            name="sent_with_message",
+        ),
+        sa.Index(
+            "uq_reminder_patient_rule_due",
+            "patient_id",
+            "rule",
+            "due",
+            unique=True,
+            sqlite_where=_NO_SITE,
+            postgresql_where=_NO_SITE,
+        ),
+        sa.Index(
+            "uq_reminder_patient_rule_site_side_due",
+            "patient_id",
+            "rule",
+            "site",
+            "side",
+            "due",
+            unique=True,
+            sqlite_where=_SITE,
+            postgresql_where=_SITE,
+        ),
+        sa.Index("ix_reminder_status_due", "status", "due"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(sa_column_args=[foreign_key("patient.id")], nullable=False, index=True)
+    rule: str = Field(max_length=40, nullable=False)
+    site: str | None = Field(default=None, max_length=20)
+    side: str | None = Field(default=None, max_length=10)
+    due: dt.date = Field(nullable=False)
+    status: str = Field(default="pending", max_length=20, nullable=False)
+    detail: str | None = Field(default=None, max_length=300)  # why the rule applies
+    cancel_reason: str | None = Field(default=None, max_length=300)
+    closed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    recipient: str | None = Field(default=None, max_length=254)
+    attempts: int = Field(default=0, nullable=False)
+    last_error: str | None = Field(default=None, max_length=500)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claim_token: str | None = Field(default=None, max_length=40)
+    claimed_until: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    message_id: str | None = Field(default=None, max_length=200)
+    sent_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    accepted_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    late: bool = Field(default=False, nullable=False)
+    escalated_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    escalation_message_id: str | None = Field(default=None, max_length=200)
+    escalation_accepted_at: datetime | None = Field(
+        default=None, sa_type=sa.DateTime(timezone=True)
+    )
+    version: int = Field(default=1, nullable=False)
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """Every attempt to deliver a reminder or its escalation, and how it ended."""
+
+    __tablename__ = "delivery_attempt"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('reminder', 'escalation')", name="kind_allowed"),
+        sa.CheckConstraint(
+            "outcome IN ('accepted', 'refused', 'failed', 'no_address', 'unconfirmed', "
+            "'stale', 'lost_claim')",
+            name="outcome_allowed",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    reminder_id: int = Field(
+        sa_column_args=[foreign_key("reminder.id")], nullable=False, index=True
+    )
+    kind: str = Field(max_length=20, nullable=False)
+    attempted_at: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)
+    outcome: str = Field(max_length=20, nullable=False)
+    worker: str | None = Field(default=None, max_length=100)
+    detail: str | None = Field(default=None, max_length=500)
+
+
+class TeamDigest(SQLModel, table=True):
+    """The daily digest of a team's open reminders: at most one per team and day."""
+
+    __tablename__ = "team_digest"
+    __table_args__ = (sa.UniqueConstraint("team", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team: str = Field(
+        max_length=100,
+        nullable=False,
+        sa_column_args=[sa.ForeignKey("team.name", ondelete="CASCADE", onupdate="CASCADE")],
+    )
+    day: dt.date = Field(nullable=False)
+    message_id: str = Field(max_length=200, nullable=False)
+    reminders: int = Field(nullable=False)
+    sent_at: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)
 
 
 CLINICAL_TABLES = (

@@ -1,0 +1,241 @@
+"""`ho-tracker reminders ...`, `teams ...`, `patient set-team` and `scheduler`.
+
+Registered on the main app in `tracker.cli`; the database URL and the console come
+from there (imported inside the commands: `tracker.cli` imports this module).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from tracker.errors import TrackerError
+from tracker.vocab import ReminderStatus
+
+reminders_app = typer.Typer(
+    help="Screening and follow-up reminders: plan, list, acknowledge, deliver.",
+    no_args_is_help=True,
+)
+teams_app = typer.Typer(
+    help="Teams (units, wards) and where their reminders go.", no_args_is_help=True
+)
+
+ProtocolOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Clinic protocol TOML file (default: HO_TRACKER_PROTOCOL_FILE or the spec's)."
+    ),
+]
+
+
+def _protocol(path: Path | None) -> Any:
+    from tracker.config import get_settings
+    from tracker.services.assessment import protocol_from
+
+    return protocol_from(path or get_settings().protocol_file)
+
+
+@reminders_app.command("plan")
+def plan_command(
+    as_of: Annotated[str | None, typer.Option(help="Plan as of this date (default today).")] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show what would be created and cancelled; write nothing."),
+    ] = False,
+    protocol: ProtocolOption = None,
+) -> None:
+    """Plan every reminder due up to as_of + 60 days (the protocol's horizon)."""
+    from tracker.cli import _engine, _parse_date, out
+    from tracker.reminders.planner import plan
+
+    day = _parse_date(as_of, "--as-of") if as_of else dt.date.today()
+    result = plan(engine=_engine(), as_of=day, protocol=_protocol(protocol), dry_run=dry_run)
+    verb = "would be" if dry_run else "were"
+    for title, frame, extra in (
+        ("created", result.created, "detail"),
+        ("satisfied", result.satisfied, None),
+        ("cancelled", result.cancelled, "reason"),
+    ):
+        if dry_run and len(frame):
+            table = Table(
+                "mrn", "rule", "site", "due", *([extra] if extra else []), title=f"{title}"
+            )
+            for row in frame.head(200).to_dict("records"):
+                where = f"{row['site']} {row['side']}" if row["site"] else ""
+                cells = [str(row["mrn"]), str(row["rule"]), where, row["due"].isoformat()]
+                table.add_row(*cells, *([str(row[extra])] if extra else []))
+            out.print(table)
+            if len(frame) > 200:
+                out.print(f"... and {len(frame) - 200} more {title}")
+    out.print(
+        f"Plan as of {day.isoformat()}: {len(result.created)} reminders {verb} created, "
+        f"{len(result.satisfied)} {verb} satisfied, {len(result.cancelled)} {verb} cancelled, "
+        f"{result.now_due} {verb} made due." + (" (dry run: nothing written)" if dry_run else "")
+    )
+
+
+@reminders_app.command("list")
+def list_command(
+    mrn: Annotated[str | None, typer.Option(help="Only this patient (all statuses).")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help=f"Only this status: {', '.join(s.value for s in ReminderStatus)}."),
+    ] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team's patients.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """The worklist: open reminders (due, sent), or those of a patient or status."""
+    from tracker.cli import _engine, out
+    from tracker.reminders.delivery import worklist
+
+    if status and status not in ReminderStatus.__members__:
+        raise TrackerError(
+            f"--status '{status}' is not a reminder status; use one of "
+            f"{', '.join(s.value for s in ReminderStatus)}."
+        )
+    rows = worklist(engine=_engine(), team_name=team, mrn=mrn, status=status)
+    if json_out:
+        print(json.dumps([_json(row) for row in rows]))
+        return
+    table = Table(
+        "id", "mrn", "team", "rule", "site", "due", "status", "note", title=f"{len(rows)} reminders"
+    )
+    for row in rows:
+        where = f"{row['site']} {row['side']}" if row["site"] else ""
+        note = row["cancel_reason"] or row["last_error"] or ("late" if row["late"] else "")
+        if row["status"] == "sent" and row["accepted_at"] is None and not row["last_error"]:
+            note = note or "being sent"
+        table.add_row(
+            str(row["id"]), row["mrn"], row["team"] or "", row["rule"], where,
+            row["due"].isoformat(), row["status"], note or "",
+        )  # fmt: skip
+    out.print(table)
+
+
+def _json(row: dict[str, Any]) -> dict[str, Any]:
+    def stamp(value: dt.datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": row["id"],
+        "mrn": row["mrn"],
+        "team": row["team"],
+        "rule": row["rule"],
+        "site": row["site"],
+        "side": row["side"],
+        "due": row["due"].isoformat(),
+        "status": row["status"],
+        "detail": row["detail"],
+        "cancel_reason": row["cancel_reason"],
+        "recipient": row["recipient"],
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+        "message_id": row["message_id"],
+        "sent_at": stamp(row["sent_at"]),
+        "accepted_at": stamp(row["accepted_at"]),
+        "late": bool(row["late"]),
+        "escalated_at": stamp(row["escalated_at"]),
+    }
+
+
+@reminders_app.command("ack")
+def ack_command(
+    reminder_id: Annotated[int, typer.Argument(help="The reminder's id (see list).")],
+) -> None:
+    """Acknowledge a reminder: it is closed and will not be escalated."""
+    from tracker.cli import _engine, out
+    from tracker.reminders.delivery import acknowledge
+
+    previous = acknowledge(engine=_engine(), reminder_id=reminder_id)
+    out.print(f"Reminder {reminder_id} acknowledged (was {previous}).")
+
+
+@reminders_app.command("deliver")
+def deliver_command(protocol: ProtocolOption = None) -> None:
+    """Deliver due reminders and escalations once, now (the scheduler does this on its own)."""
+    from tracker.cli import _engine, err, out
+    from tracker.config import get_settings
+    from tracker.reminders.delivery import Deliverer
+
+    deliverer = Deliverer(engine=_engine(), protocol=_protocol(protocol), settings=get_settings())
+    report = deliverer.deliver()
+    report.add(deliverer.escalate())
+    for problem in report.problems:
+        err.print(problem)
+    out.print(
+        f"{report.sent} sent ({report.late} late), {report.escalated} escalated, "
+        f"{report.closed} closed on re-check, {report.waiting} waiting for a retry, "
+        f"{report.unconfirmed} unconfirmed."
+    )
+
+
+# --- teams ------------------------------------------------------------------------------
+
+
+@teams_app.command("add")
+def teams_add(
+    name: Annotated[str, typer.Argument(help="Team name, as in patients.csv.")],
+    email: Annotated[str | None, typer.Option(help="Where the team's reminders go.")] = None,
+    escalation_email: Annotated[
+        str | None, typer.Option(help="Where escalations go (default: --email).")
+    ] = None,
+) -> None:
+    """Add a team, or set the addresses of an existing one."""
+    from tracker.cli import _engine, out
+    from tracker.services.teams import add_team
+
+    new = add_team(engine=_engine(), name=name, email=email, escalation_email=escalation_email)
+    out.print(f"Team {name} {'added' if new else 'updated'}.")
+
+
+@teams_app.command("list")
+def teams_list() -> None:
+    """Every team with its addresses and number of patients."""
+    from tracker.cli import _engine, out
+    from tracker.services.teams import list_teams
+
+    table = Table("team", "e-mail", "escalation e-mail", "patients", title="Teams")
+    for item in list_teams(engine=_engine()):
+        table.add_row(
+            item.name, item.email or "(none: reminders wait)", item.escalation_email or "",
+            str(item.patients),
+        )  # fmt: skip
+    out.print(table)
+
+
+def set_team_command(
+    mrn: Annotated[str, typer.Argument(help="The patient's mrn.")],
+    team: Annotated[str, typer.Argument(help="A team added with `teams add`.")],
+) -> None:
+    """Put a patient in a team; its reminders go to that team."""
+    from tracker.cli import _engine, out
+    from tracker.services.teams import set_patient_team
+
+    previous = set_patient_team(engine=_engine(), mrn=mrn, team_name=team)
+    out.print(f"Patient {mrn} is now in team {team}" + (f" (was {previous})." if previous else "."))
+
+
+# --- the scheduler ----------------------------------------------------------------------
+
+
+def scheduler_command(protocol: ProtocolOption = None) -> None:
+    """Run the reminder jobs (plan, deliver, escalate, daily digest) until stopped."""
+    from tracker.cli import _engine
+    from tracker.config import get_settings
+    from tracker.reminders.jobs import ReminderJobs, run_blocking
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = get_settings()
+    if not settings.smtp_host:
+        logging.getLogger("tracker.reminders").warning(
+            "no SMTP server configured (HO_TRACKER_SMTP_HOST): reminders stay on the worklist"
+        )
+    run_blocking(ReminderJobs(engine=_engine(), protocol=_protocol(protocol), settings=settings))

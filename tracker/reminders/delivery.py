@@ -1,0 +1,690 @@
+"""Delivering due reminders: claimed atomically, re-checked, e-mailed once, logged.
+
+The in-app worklist is the reminder rows themselves (`worklist`); e-mail goes to
+the patient's team over SMTP. One delivery of one reminder:
+
+1. claim: one conditional UPDATE takes a batch of due rows nobody holds (on
+   PostgreSQL the candidates are picked `FOR UPDATE SKIP LOCKED`, so two
+   schedulers never wait on or take the same rows; SQLite has a single writer).
+   The claim carries a fresh token and a lease (`delivery_lease_seconds`): rows of
+   a process that died are claimed again once the lease runs out.
+2. re-check: the patient's records are read again and the rules asked whether the
+   reminder still applies; a satisfied or no-longer-wanted one is closed, not sent.
+3. address: the team's e-mail; a patient without a team or a team without an
+   address is a clear message on the row, retried with back-off, never a crash.
+4. hand over (see `mail`): the row becomes `sent`, with its Message-ID, in a commit
+   made right before the final "." of SMTP DATA, and only if the claim token is
+   still ours. So at most one process ever hands a reminder to the server.
+5. record: accepted, or refused/failed (back to due, retried later with doubling
+   back-off), each attempt in `delivery_attempt`.
+
+Escalation works the same way on `sent` rows neither satisfied nor acknowledged
+`escalation_grace_days` after their due date, once (`escalated_at`).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
+
+from tracker.config import Settings
+from tracker.errors import NotFound, TrackerError
+from tracker.protocol import Protocol, ReminderRules
+from tracker.reminders.mail import Outcome, SendResult, SmtpChannel, compose
+from tracker.reminders.planner import recheck
+from tracker.store.loaders import patient_records
+from tracker.store.models import (
+    DeliveryAttempt,
+    Patient,
+    Reminder,
+    Team,
+    TeamDigest,
+    table_of,
+    utcnow,
+)
+from tracker.vocab import ReminderStatus
+
+S = ReminderStatus
+Clock = Callable[[], datetime]
+reminder, patient, team = table_of(Reminder), table_of(Patient), table_of(Team)
+attempt_log, digest = table_of(DeliveryAttempt), table_of(TeamDigest)
+r = reminder.c
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back without their zone; they are stored in UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+# --- the clinic's clock -------------------------------------------------------------------
+
+
+def clinic_day(now: datetime, rules: ReminderRules) -> date:
+    return now.astimezone(rules.zone).date()
+
+
+def send_time(due: date, rules: ReminderRules) -> datetime:
+    """When a reminder due on `due` goes out: send_hour that day, clinic time, in UTC."""
+    local = datetime.combine(due, time(rules.send_hour), tzinfo=rules.zone)
+    return local.astimezone(UTC)
+
+
+def last_sendable_day(now: datetime, rules: ReminderRules) -> date:
+    """The latest due date whose send time has come by `now`."""
+    today = clinic_day(now, rules)
+    return today if send_time(today, rules) <= now else today - timedelta(days=1)
+
+
+def is_late(sent: datetime, due: date, rules: ReminderRules) -> bool:
+    return sent > send_time(due, rules) + timedelta(minutes=rules.late_after_minutes)
+
+
+# --- what a run did -------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    late: int = 0
+    escalated: int = 0
+    closed: int = 0  # satisfied or cancelled by the re-check, not sent
+    waiting: int = 0  # refused, failed or without an address: retried later
+    unconfirmed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, other: DeliveryReport) -> None:
+        for name in ("sent", "late", "escalated", "closed", "waiting", "unconfirmed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.problems += other.problems
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """A reminder e-mail or its escalation: what may be claimed, what hand-over sets."""
+
+    name: str
+    claimable: Callable[[datetime, ReminderRules], Any]
+    handed: Callable[[datetime, str, str, bool], dict[str, Any]]
+    undo: dict[str, Any]
+    accepted_column: str
+    message_id: Callable[[int, str], str]
+    status_before: ReminderStatus
+
+
+def _reminder_claimable(now: datetime, rules: ReminderRules) -> Any:
+    return sa.and_(r.status == S.due.value, r.due <= last_sendable_day(now, rules))
+
+
+def _escalation_claimable(now: datetime, rules: ReminderRules) -> Any:
+    grace = timedelta(days=rules.escalation_grace_days)
+    return sa.and_(
+        r.status == S.sent.value,
+        r.escalated_at.is_(None),
+        r.due <= last_sendable_day(now, rules) - grace,
+    )
+
+
+REMINDER = _Kind(
+    name="reminder",
+    claimable=_reminder_claimable,
+    handed=lambda now, mid, to, late: {
+        "status": S.sent.value,
+        "sent_at": now,
+        "message_id": mid,
+        "recipient": to,
+        "late": late,
+    },
+    undo={"status": S.due.value, "sent_at": None, "late": False},
+    accepted_column="accepted_at",
+    message_id=lambda rid, domain: f"<reminder-{rid}@{domain}>",
+    status_before=S.due,
+)
+ESCALATION = _Kind(
+    name="escalation",
+    claimable=_escalation_claimable,
+    handed=lambda now, mid, to, late: {"escalated_at": now, "escalation_message_id": mid},
+    undo={"escalated_at": None},
+    accepted_column="escalation_accepted_at",
+    message_id=lambda rid, domain: f"<reminder-{rid}-escalation@{domain}>",
+    status_before=S.sent,
+)
+
+
+class Deliverer:
+    """Delivers due reminders and escalations for one process (`worker`)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        protocol: Protocol,
+        settings: Settings,
+        channel: SmtpChannel | None = None,
+        clock: Clock = utcnow,
+        worker: str | None = None,
+    ) -> None:
+        self.engine, self.protocol, self.settings = engine, protocol, settings
+        self.rules = protocol.reminders
+        if channel is None and settings.smtp_host:
+            channel = SmtpChannel(settings)
+        self.channel = channel
+        self.clock = clock
+        self.worker = worker or worker_name()
+        self.domain = settings.message_id_domain or (
+            settings.smtp_from.rpartition("@")[2].strip("> ") or "ho-tracker.invalid"
+        )
+
+    # -- jobs --
+
+    def deliver(self, *, batch: int = 20, max_batches: int = 1000) -> DeliveryReport:
+        """Send every due reminder whose send time has come (and retry failures)."""
+        self.promote()
+        return self._run(REMINDER, batch, max_batches)
+
+    def escalate(self, *, batch: int = 20, max_batches: int = 1000) -> DeliveryReport:
+        """Escalate, once, sent reminders still open after the grace period."""
+        return self._run(ESCALATION, batch, max_batches)
+
+    def promote(self) -> int:
+        """Pending reminders become due on their date (clinic time)."""
+        today = clinic_day(self.clock(), self.rules)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                reminder.update()
+                .where(r.status == S.pending.value, r.due <= today)
+                .values(status=S.due.value, version=r.version + 1, updated_at=self.clock())
+            )
+        return result.rowcount or 0
+
+    def _run(self, kind: _Kind, batch: int, max_batches: int) -> DeliveryReport:
+        report = DeliveryReport()
+        for _ in range(max_batches):
+            token, ids = self.claim(kind, batch)
+            if not ids:
+                break
+            for rid in ids:
+                self._deliver_one(kind, rid, token, report)
+        return report
+
+    # -- 1. claim --
+
+    def claim(self, kind: _Kind, limit: int) -> tuple[str, list[int]]:
+        now = self.clock()
+        token = uuid.uuid4().hex
+        free = sa.or_(r.claimed_until.is_(None), r.claimed_until < now)
+        ready = sa.or_(r.next_attempt_at.is_(None), r.next_attempt_at <= now)
+        candidates = (
+            sa.select(r.id)
+            .where(kind.claimable(now, self.rules), free, ready)
+            .order_by(r.due, r.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            reminder.update()
+            .where(r.id.in_(candidates.scalar_subquery()), free)
+            .values(
+                claimed_by=self.worker,
+                claim_token=token,
+                claimed_until=now + timedelta(seconds=self.settings.delivery_lease_seconds),
+                version=r.version + 1,
+            )
+            .returning(r.id)
+        )
+        with self.engine.begin() as conn:
+            ids = sorted(conn.execute(claim).scalars())
+        return token, ids
+
+    # -- 2-5. one reminder --
+
+    def _deliver_one(self, kind: _Kind, rid: int, token: str, report: DeliveryReport) -> None:
+        row = self._load(rid, token)
+        if row is None:  # claimed by someone else meanwhile, or closed
+            return
+        now = self.clock()
+        today = clinic_day(now, self.rules)
+        verdict = self._recheck(row, today)
+        if verdict is not None:
+            status, reason = verdict
+            self._finish(
+                rid,
+                token,
+                kind,
+                "stale",
+                f"{status}: {reason or 'matching record logged'}",
+                {"status": status, "cancel_reason": reason, "closed_at": now},
+            )
+            report.closed += 1
+            return
+        recipient, problem = self._recipient(row, kind)
+        if recipient is None or self.channel is None:
+            problem = problem or (
+                "no SMTP server configured: set HO_TRACKER_SMTP_HOST (and _PORT, _TLS, "
+                "_USER, _PASSWORD, _FROM)"
+            )
+            self._retry_later(rid, token, kind, "no_address", problem, row["attempts"])
+            report.waiting += 1
+            report.problems.append(f"reminder {rid} ({row['mrn']}): {problem}")
+            return
+        message_id = kind.message_id(rid, self.domain)
+        message = self._message(kind, row, recipient, message_id, now)
+        late = is_late(now, row["due"], self.rules)
+
+        def hand_over(write_dot: Callable[[], None]) -> bool:
+            return self._hand_over(rid, token, kind, message_id, recipient, late, write_dot)
+
+        result = self.channel.send(message, recipient, hand_over)
+        self._record(kind, rid, token, row, result, late, report)
+
+    def _load(self, rid: int, token: str) -> dict[str, Any] | None:
+        query = (
+            sa.select(
+                reminder,
+                patient.c.mrn,
+                patient.c.team.label("team_name"),
+                team.c.email.label("team_email"),
+                team.c.escalation_email.label("team_escalation_email"),
+            )
+            .select_from(reminder.join(patient).outerjoin(team, team.c.name == patient.c.team))
+            .where(r.id == rid, r.claim_token == token)
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).mappings().first()
+        return None if found is None else dict(found)
+
+    def _recheck(self, row: dict[str, Any], today: date) -> tuple[str, str | None] | None:
+        """None if the reminder still applies; else (new status, reason)."""
+        try:
+            with Session(self.engine) as session:
+                records = patient_records(session, row["mrn"])
+        except NotFound:
+            return S.cancelled.value, "the patient is no longer stored"
+        verdict = recheck(
+            records,
+            rule=row["rule"],
+            site=row["site"],
+            side=row["side"],
+            due=row["due"],
+            as_of=today,
+            protocol=self.protocol,
+        )
+        if verdict.status == S.due:
+            return None
+        return verdict.status.value, verdict.reason
+
+    def _recipient(self, row: dict[str, Any], kind: _Kind) -> tuple[str | None, str | None]:
+        mrn, name = row["mrn"], row["team_name"]
+        if name is None:
+            return None, (
+                f"patient {mrn} has no team, so its reminders have nowhere to go: "
+                f"run `ho-tracker patient set-team {mrn} TEAM`"
+            )
+        address = row["team_email"]
+        if kind is ESCALATION and row["team_escalation_email"]:
+            address = row["team_escalation_email"]
+        if not address:
+            return None, (
+                f"team {name} has no delivery address: run "
+                f"`ho-tracker teams add {name} --email ADDRESS`"
+            )
+        return address, None
+
+    def _message(
+        self, kind: _Kind, row: dict[str, Any], recipient: str, message_id: str, now: datetime
+    ) -> Any:
+        what = row["rule"].replace("_", " ")
+        where = f" ({row['site']} {row['side']})" if row["site"] else ""
+        due = row["due"].isoformat()
+        if kind is ESCALATION:
+            subject = f"ESCALATION: {what} for {row['mrn']}{where} due {due} is still open"
+            lead = (
+                f"This reminder was sent {aware(row['sent_at']):%Y-%m-%d} and is neither "
+                f"satisfied nor acknowledged {self.rules.escalation_grace_days} days after "
+                "its due date."
+            )
+        else:
+            subject = f"{what} for {row['mrn']}{where} due {due}"
+            lead = "A reminder from the HO tracker."
+        body = "\n".join(
+            [
+                lead,
+                "",
+                f"Patient: {row['mrn']}",
+                f"Team: {row['team_name']}",
+                f"What: {what}{where}",
+                f"Due: {due}",
+                f"Why: {row['detail'] or ''}",
+                "",
+                "Log the matching record, or acknowledge it with "
+                f"`ho-tracker reminders ack {row['id']}`.",
+            ]
+        )
+        return compose(
+            sender=self.settings.smtp_from,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+            message_id=message_id,
+            when=now,
+            headers={"X-HO-Tracker-Reminder": str(row["id"]), "Auto-Submitted": "auto-generated"},
+        )
+
+    # -- conditional writes: each only while our claim token is on the row --
+
+    def _update(
+        self, conn: Connection, rid: int, token: str, status: ReminderStatus, values: dict[str, Any]
+    ) -> bool:
+        result = conn.execute(
+            reminder.update()
+            .where(r.id == rid, r.claim_token == token, r.status == status.value)
+            .values(**values, version=r.version + 1, updated_at=self.clock())
+        )
+        return result.rowcount == 1
+
+    def _log(self, conn: Connection, rid: int, kind: _Kind, outcome: str, detail: str) -> None:
+        conn.execute(
+            attempt_log.insert().values(
+                reminder_id=rid,
+                kind=kind.name,
+                attempted_at=self.clock(),
+                outcome=outcome,
+                worker=self.worker[:100],
+                detail=detail[:500],
+            )
+        )
+
+    def _hand_over(
+        self,
+        rid: int,
+        token: str,
+        kind: _Kind,
+        message_id: str,
+        recipient: str,
+        late: bool,
+        write_dot: Callable[[], None],
+    ) -> bool:
+        """Commit "handed over" and write the final dot right behind the commit; False
+        (and no dot) if the claim is gone."""
+        values = kind.handed(self.clock(), message_id, recipient, late)
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
+            if not self._update(conn, rid, token, kind.status_before, values):
+                transaction.rollback()
+                return False
+            if commit_then(conn, write_dot):
+                if transaction.is_active:  # committed on the server already: tidy up
+                    transaction.commit()
+                return True
+        # The commit failed after the dot went out: the server may hold the message,
+        # so the row must say sent. We still hold the claim; write it again.
+        with self.engine.begin() as conn:
+            self._update(conn, rid, token, kind.status_before, values)
+        return True
+
+    def _release(self) -> dict[str, Any]:
+        return {"claimed_by": None, "claim_token": None, "claimed_until": None}
+
+    def _finish(
+        self, rid: int, token: str, kind: _Kind, outcome: str, detail: str, values: dict[str, Any]
+    ) -> None:
+        with self.engine.begin() as conn:
+            if self._update(conn, rid, token, kind.status_before, {**values, **self._release()}):
+                self._log(conn, rid, kind, outcome, detail)
+
+    def _retry_later(
+        self, rid: int, token: str, kind: _Kind, outcome: str, problem: str, attempts: int
+    ) -> None:
+        delay = min(
+            self.settings.retry_max_seconds,
+            self.settings.retry_base_seconds * 2 ** max(attempts, 0),
+        )
+        values = {
+            "attempts": attempts + 1,
+            "last_error": problem[:500],
+            "next_attempt_at": self.clock() + timedelta(seconds=delay),
+        }
+        self._finish(rid, token, kind, outcome, problem, values)
+
+    def _record(
+        self,
+        kind: _Kind,
+        rid: int,
+        token: str,
+        row: dict[str, Any],
+        result: SendResult,
+        late: bool,
+        report: DeliveryReport,
+    ) -> None:
+        sent_status = S.sent  # the row's status once handed over
+        if result.outcome == Outcome.lost_claim:
+            return
+        if result.outcome == Outcome.accepted:
+            now = self.clock()
+            with self.engine.begin() as conn:
+                values = {
+                    kind.accepted_column: now,
+                    "attempts": row["attempts"] + 1,
+                    "last_error": None,
+                    "next_attempt_at": None,
+                    **self._release(),
+                }
+                if self._update(conn, rid, token, sent_status, values):
+                    self._log(conn, rid, kind, "accepted", result.detail)
+            if kind is ESCALATION:
+                report.escalated += 1
+            else:
+                report.sent += 1
+                report.late += int(late)
+            return
+        if result.outcome == Outcome.unconfirmed:
+            with self.engine.begin() as conn:
+                values = {"last_error": result.detail[:500], **self._release()}
+                if self._update(conn, rid, token, sent_status, values):
+                    self._log(conn, rid, kind, "unconfirmed", result.detail)
+            report.unconfirmed += 1
+            report.problems.append(f"reminder {rid}: {result.detail}")
+            return
+        # refused or failed: back to where it was, retried later with back-off
+        if result.handed_over:
+            with self.engine.begin() as conn:
+                self._update(conn, rid, token, sent_status, dict(kind.undo))
+        self._retry_later(rid, token, kind, result.outcome.value, result.detail, row["attempts"])
+        report.waiting += 1
+        report.problems.append(f"reminder {rid} ({row['mrn']}): {result.detail}")
+
+    # -- the daily digest --
+
+    def digest(self) -> int:
+        """Once a clinic day, from send_hour: each team's open reminders in one e-mail."""
+        now = self.clock()
+        if self.channel is None or send_time(clinic_day(now, self.rules), self.rules) > now:
+            return 0
+        day = clinic_day(now, self.rules)
+        with self.engine.connect() as conn:
+            teams = conn.execute(
+                sa.select(team.c.name, team.c.email).where(team.c.email.is_not(None))
+            ).all()
+            done = set(conn.execute(sa.select(digest.c.team).where(digest.c.day == day)).scalars())
+        sent = 0
+        for name, address in teams:
+            if name in done:
+                continue
+            items = worklist(engine=self.engine, team_name=name)
+            if not items:
+                continue
+            sent += self._send_digest(name, address, day, items, now)
+        return sent
+
+    def _send_digest(
+        self, name: str, address: str, day: date, items: list[dict[str, Any]], now: datetime
+    ) -> int:
+        assert self.channel is not None
+        message_id = f"<digest-{name}-{day.isoformat()}@{self.domain}>"
+        lines = [f"Open reminders for {name} on {day.isoformat()}: {len(items)}", ""]
+        lines += [
+            f"- #{i['id']} {i['mrn']} {i['rule'].replace('_', ' ')}"
+            f"{' ' + i['site'] + ' ' + i['side'] if i['site'] else ''} "
+            f"due {i['due']} ({i['status']})"
+            for i in items
+        ]
+        message = compose(
+            sender=self.settings.smtp_from,
+            recipient=address,
+            subject=f"HO tracker: {len(items)} open reminders for {name} ({day.isoformat()})",
+            body="\n".join(lines),
+            message_id=message_id,
+            when=now,
+            headers={"Auto-Submitted": "auto-generated"},
+        )
+
+        def claim_day(write_dot: Callable[[], None]) -> bool:  # one digest per team and day
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        digest.insert().values(
+                            team=name,
+                            day=day,
+                            message_id=message_id,
+                            reminders=len(items),
+                            sent_at=self.clock(),
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                return False
+            write_dot()
+            return True
+
+        result = self.channel.send(message, address, claim_day)
+        if result.handed_over and result.outcome == Outcome.refused:
+            with self.engine.begin() as conn:  # not taken: let a later run try again
+                conn.execute(digest.delete().where(digest.c.team == name, digest.c.day == day))
+        return int(result.outcome == Outcome.accepted)
+
+
+def commit_then(conn: Connection, action: Callable[[], None]) -> bool:
+    """Commit the connection's transaction and run `action` (write the final dot) the
+    moment the COMMIT has left, before waiting for its answer; True if it committed.
+
+    On PostgreSQL (psycopg) the COMMIT is sent on the wire and the dot follows at
+    once, so the span in which a killed process has committed "sent" but not handed
+    the message over shrinks from a commit round trip (with its WAL flush) to two
+    system calls. Elsewhere (SQLite: one local writer) it commits, then acts.
+    """
+    raw = conn.connection.dbapi_connection
+    pgconn = getattr(raw, "pgconn", None)
+    if conn.dialect.name != "postgresql" or pgconn is None:
+        conn.commit()
+        action()
+        return True
+    from psycopg.pq import ExecStatus
+
+    pgconn.send_query(b"COMMIT")
+    while pgconn.flush():  # a non-blocking connection may hold some of it back
+        select.select([], [pgconn.socket], [], 1.0)
+    try:
+        action()
+    finally:
+        ok = True
+        while (result := pgconn.get_result()) is not None:
+            ok = ok and result.status == ExecStatus.COMMAND_OK
+    return ok
+
+
+# --- the worklist and acknowledgement -------------------------------------------------
+
+
+def worklist(
+    *,
+    engine: Engine,
+    team_name: str | None = None,
+    mrn: str | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    """Reminder rows for the in-app worklist: open ones (due, sent) unless a status
+    is named, oldest due first; each with the patient's mrn and team."""
+    query = (
+        sa.select(
+            r.id,
+            patient.c.mrn,
+            patient.c.team,
+            r.rule,
+            r.site,
+            r.side,
+            r.due,
+            r.status,
+            r.detail,
+            r.cancel_reason,
+            r.recipient,
+            r.attempts,
+            r.last_error,
+            r.message_id,
+            r.sent_at,
+            r.accepted_at,
+            r.late,
+            r.escalated_at,
+            r.next_attempt_at,
+        )
+        .select_from(reminder.join(patient))
+        .order_by(r.due, patient.c.mrn, r.rule, r.id)
+    )
+    if status:
+        query = query.where(r.status == status)
+    elif mrn is None:
+        query = query.where(r.status.in_([S.due.value, S.sent.value]))
+    if mrn:
+        query = query.where(patient.c.mrn == mrn)
+    if team_name:
+        query = query.where(patient.c.team == team_name)
+    with engine.connect() as conn:
+        rows = [dict(m) for m in conn.execute(query).mappings()]
+    for row in rows:
+        for column in ("sent_at", "accepted_at", "escalated_at", "next_attempt_at"):
+            row[column] = aware(row[column])
+    return rows
+
+
+def acknowledge(*, engine: Engine, reminder_id: int, now: datetime | None = None) -> str:
+    """Close a reminder by hand (model-spec section 9); returns its previous status."""
+    now = now or utcnow()
+    with engine.begin() as conn:
+        found = conn.execute(sa.select(r.status).where(r.id == reminder_id)).first()
+        if found is None:
+            raise NotFound(
+                f"There is no reminder {reminder_id}; `ho-tracker reminders list` shows them."
+            )
+        previous = found[0]
+        if previous in (S.satisfied.value, S.cancelled.value, S.acknowledged.value):
+            raise TrackerError(
+                f"Reminder {reminder_id} is already {previous}; only pending, due or sent "
+                "reminders can be acknowledged."
+            )
+        conn.execute(
+            reminder.update()
+            .where(r.id == reminder_id, r.status == previous)
+            .values(
+                status=S.acknowledged.value,
+                closed_at=now,
+                claimed_by=None,
+                claim_token=None,
+                claimed_until=None,
+                version=r.version + 1,
+                updated_at=now,
+            )
+        )
+    return str(previous)

@@ -1,0 +1,185 @@
+"""E-mail over SMTP, handed over in two phases so a message is never sent twice.
+
+SMTP accepts a message when the server answers the final "." of DATA. Whoever
+sends that dot cannot know, if it dies a moment later, whether the server took the
+message; and whoever restarts cannot ask the server. So `send` writes the whole
+message except the final dot, then calls `hand_over(write_dot)`: the caller commits
+"sent" in the database and writes the dot right after the commit leaves (it may
+also refuse, without writing the dot, for example when its claim was taken over).
+A process killed before that commit leaves the server with an unfinished DATA,
+which it discards: the reminder is still due and goes out later. A process killed
+after it leaves a row marked sent whose server answer is unknown: it is never
+handed over again (at most once), and shows as unconfirmed. The only loss left is
+a kill in the microseconds between sending the commit and sending the dot.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime
+from enum import StrEnum
+
+from tracker.config import Settings
+
+
+class Outcome(StrEnum):
+    accepted = "accepted"  # the server answered the final dot with 2xx
+    refused = "refused"  # the server said no (4xx/5xx) before or at the dot
+    failed = "failed"  # no server, no TLS, a dropped connection before the dot
+    lost_claim = "lost_claim"  # hand_over said no: nothing was handed over
+    unconfirmed = "unconfirmed"  # the dot went out, the answer never came
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    detail: str = ""
+    handed_over: bool = False  # True once the final dot was written
+
+
+class SmtpChannel:
+    """The clinic's SMTP server, from settings (HO_TRACKER_SMTP_*)."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.smtp_host:
+            raise ValueError("no SMTP server configured")
+        self.settings = settings
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.smtp_host}:{self.settings.smtp_port}"
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        host, port, timeout = s.smtp_host or "", s.smtp_port, s.smtp_timeout_seconds
+        smtp: smtplib.SMTP
+        if s.smtp_tls == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                host, port, timeout=timeout, context=ssl.create_default_context()
+            )
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=timeout)
+        smtp.ehlo_or_helo_if_needed()
+        if s.smtp_tls == "starttls":
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if s.smtp_user:
+            password = s.smtp_password.get_secret_value() if s.smtp_password else ""
+            smtp.login(s.smtp_user, password)
+        return smtp
+
+    def send(
+        self,
+        message: EmailMessage,
+        recipient: str,
+        hand_over: Callable[[Callable[[], None]], bool],
+    ) -> SendResult:
+        """Hand `message` to the server for `recipient` (see the module doc)."""
+        try:
+            smtp = self._connect()
+        except (OSError, smtplib.SMTPException) as error:
+            return SendResult(
+                Outcome.failed, f"cannot reach the SMTP server {self.where}: {_say(error)}"
+            )
+        handed_over = in_data = False
+        try:
+            code, reply = smtp.mail(self.settings.smtp_from)
+            if code != 250:
+                return SendResult(Outcome.refused, f"MAIL FROM refused: {code} {_text(reply)}")
+            code, reply = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                return SendResult(
+                    Outcome.refused, f"RCPT TO {recipient} refused: {code} {_text(reply)}"
+                )
+            code, reply = smtp.docmd("DATA")
+            if code != 354:
+                return SendResult(Outcome.refused, f"DATA refused: {code} {_text(reply)}")
+            in_data = True
+            smtp.send(_dot_stuffed(message.as_bytes(policy=SMTP_POLICY)))
+
+            def write_dot() -> None:
+                nonlocal handed_over
+                handed_over = True
+                smtp.send(b".\r\n")
+
+            if not hand_over(write_dot):
+                return SendResult(Outcome.lost_claim, "claim lost before hand-over; not sent")
+            code, reply = smtp.getreply()
+            if 200 <= code < 300:
+                return SendResult(Outcome.accepted, f"{code} {_text(reply)}", handed_over=True)
+            return SendResult(
+                Outcome.refused, f"message refused: {code} {_text(reply)}", handed_over=True
+            )
+        except (OSError, smtplib.SMTPException) as error:
+            if handed_over:
+                return SendResult(
+                    Outcome.unconfirmed,
+                    f"the server {self.where} did not confirm ({_say(error)}); "
+                    "not sent again, to avoid a duplicate",
+                    handed_over=True,
+                )
+            return SendResult(Outcome.failed, f"SMTP server {self.where}: {_say(error)}")
+        finally:
+            # Inside an unfinished DATA a QUIT would be message text: just hang up,
+            # and the server throws the unfinished message away.
+            _close(smtp, polite=handed_over or not in_data)
+
+
+def _close(smtp: smtplib.SMTP, polite: bool) -> None:
+    try:
+        if polite and smtp.sock is not None:
+            smtp.sock.settimeout(2)
+            smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        pass
+    finally:
+        smtp.close()
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """RFC 5321 4.5.2: a line starting with "." gets another; end with CRLF."""
+    data = re.sub(rb"(?m)^\.", b"..", re.sub(rb"\r?\n", b"\r\n", data))
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _say(error: BaseException) -> str:
+    if isinstance(error, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    text = str(error) or type(error).__name__
+    return text
+
+
+def compose(
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    message_id: str,
+    when: datetime,
+    headers: dict[str, str] | None = None,
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime(when)
+    message["Message-ID"] = message_id
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(body)
+    return message

@@ -1,0 +1,859 @@
+"""The reminder rules of model-spec section 9: records in, wanted reminders out.
+
+Pure: nothing here reads a database or a clock. The rules work column-wise on the
+cohort frames of `tracker.store.loaders.read_cohort` (one patient or a hundred
+thousand, the same code), plus one row per site with its stage, readiness and the
+day it became ready (from `tracker.staging`). `for_patient` wraps them for one
+patient's `PatientRecords` and assessment, so the planner, the pre-send re-check
+and the tests can never disagree.
+
+Two questions per rule:
+- `wanted`: which reminders the records call for on `as_of`, due up to the horizon
+  (the rule's "when it applies" and "due" columns);
+- `satisfied`: whether the record that closes a given reminder is logged (its
+  "satisfied by" column). Acknowledgement-only rules are never satisfied by a record.
+
+Records dated after `as_of` never count (model-spec section 3). Dates are handled
+as whole day numbers (days since 1970-01-01) so no datetime resolution can differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from tracker.protocol import Protocol, ReminderRules
+from tracker.staging.activity import classify_activity, delayed_series
+from tracker.staging.assess import assess_patient
+from tracker.staging.readiness import Readiness, readiness_verdict, site_criteria
+from tracker.staging.records import PatientRecords, in_canonical_order, site_evidence
+from tracker.staging.stage import site_stage
+from tracker.vocab import CORTEX_MODALITIES, Calcification, Cortex, ReminderRule, Side, Site
+
+EPOCH = date(1970, 1, 1)
+KEY = ["mrn", "rule", "site", "side", "due"]
+WANTED_COLUMNS = [*KEY, "detail"]
+RADIOGRAPHIC = ("radiograph", "ct")
+R = ReminderRule
+
+
+def day_number(value: date) -> int:
+    return (value - EPOCH).days
+
+
+def from_day_number(value: float) -> date:
+    return EPOCH + timedelta(days=int(value))
+
+
+def days(series: pd.Series) -> np.ndarray:
+    """Whole days since 1970-01-01 as floats, NaN where the date is missing."""
+    values = pd.to_datetime(series).to_numpy(dtype="datetime64[D]")
+    out = values.astype("int64").astype("float64")
+    out[np.isnat(values)] = np.nan
+    return out
+
+
+@dataclass(frozen=True)
+class RuleInputs:
+    """What the rules read: the cohort frames (see `CohortFrames`) and the sites.
+
+    `sites`: mrn, site, side, stage, readiness, ready_since (a date, or None when
+    the site is not ready) for every site with evidence on as_of.
+    """
+
+    injuries: pd.DataFrame
+    findings: pd.DataFrame
+    bone_scans: pd.DataFrame
+    courses: pd.DataFrame
+    procedures: pd.DataFrame
+    sites: pd.DataFrame
+
+
+SITES = [site.value for site in Site]
+SIDES = [side.value for side in Side]
+NO_SITE = -1
+_SITE_OF = np.array([*SITES, None], dtype=object)
+_SIDE_OF = np.array([*SIDES, None], dtype=object)
+RULES = [rule.value for rule in ReminderRule]
+
+
+def vocabulary_codes(values: pd.Series | np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
+    """Each value's position in `vocabulary` (-1 when missing or unknown)."""
+    codes, uniques = pd.factorize(values)
+    positions = {value: i for i, value in enumerate(vocabulary)}
+    lookup = np.array([positions.get(str(u), -1) for u in uniques] + [-1], dtype="int64")
+    return lookup[codes]
+
+
+def site_codes(site: pd.Series, side: pd.Series) -> np.ndarray:
+    """(site, side) as one small integer (NO_SITE when there is none)."""
+    s, d = vocabulary_codes(site, SITES), vocabulary_codes(side, SIDES)
+    return np.where((s >= 0) & (d >= 0), s * len(SIDES) + d, NO_SITE)
+
+
+def _place(pid: np.ndarray, site: np.ndarray) -> np.ndarray:
+    """A patient's site as one integer key (NO_SITE stays negative)."""
+    return np.where(site >= 0, pid * 64 + site, NO_SITE)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """The inputs cut at as_of, as integer-keyed frames: `pid` numbers a patient
+    (`mrns[pid]`), `place` a patient's site (pid * 64 + site code), `day` a date.
+    Worked out once per plan and shared by `wanted` and `satisfied`."""
+
+    mrns: pd.Index
+    injuries: pd.DataFrame  # pid, kind, day
+    findings: pd.DataFrame  # pid, place, day, radiographic, hip_ultrasound, ho
+    scans: pd.DataFrame  # pid, place, day, delayed
+    courses: pd.DataFrame  # pid, agent, intent, start, end, planned_end
+    resections: pd.DataFrame  # pid, place, day
+    sites: pd.DataFrame  # pid, place, stage, readiness, ready_since
+    as_of: int
+    horizon: int
+
+    def pids(self, mrn: pd.Series) -> np.ndarray:
+        return np.asarray(self.mrns.get_indexer(pd.Index(np.asarray(mrn, dtype=object))), "int64")
+
+    @cached_property
+    def first_ho(self) -> pd.Series:
+        """First day of HO evidence per pid: a finding at stage early or beyond, or any
+        bone-scan measurement (model-spec section 3)."""
+        findings = self.findings[self.findings["ho"]]
+        both = pd.concat([findings[["pid", "day"]], self.scans[["pid", "day"]]])
+        return both.groupby("pid")["day"].min()
+
+    @cached_property
+    def counted(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Findings and bone scans that count for their site: after its latest resection."""
+        latest = self.resections.groupby("place")["day"].max()
+
+        def after(frame: pd.DataFrame) -> pd.DataFrame:
+            resected = latest.reindex(frame["place"].to_numpy()).to_numpy()
+            return frame[np.isnan(resected) | (frame["day"].to_numpy() > resected)]
+
+        return after(self.findings), after(self.scans)
+
+    @cached_property
+    def first_evidence(self) -> pd.Series:
+        findings, scans = self.counted
+        both = pd.concat([findings[["place", "day"]], scans[["place", "day"]]])
+        return both.groupby("place")["day"].min()
+
+    def first_ho_day(self, mrn: str) -> int | None:
+        pid = self.mrns.get_indexer(pd.Index([mrn]))[0]
+        value = self.first_ho.get(pid)
+        return None if value is None or np.isnan(value) else int(value)
+
+
+def cut_at(inputs: RuleInputs, as_of: date, protocol: Protocol) -> Cut:
+    today = day_number(as_of)
+    frames = [
+        inputs.injuries,
+        inputs.findings,
+        inputs.bone_scans,
+        inputs.courses,
+        inputs.procedures,
+        inputs.sites,
+    ]
+    # one number per patient: factorising every mrn column at once is a hash pass
+    codes, uniques = pd.factorize(
+        pd.concat([f["mrn"].astype(object) for f in frames], ignore_index=True)
+    )
+    mrns = pd.Index(np.asarray(uniques, dtype=object))
+    starts = np.cumsum([0, *[len(f) for f in frames]])
+    pids = {id(f): codes[starts[i] : starts[i + 1]].astype("int64") for i, f in enumerate(frames)}
+
+    def keyed(frame: pd.DataFrame, column: str | None = "date", site: bool = False) -> pd.DataFrame:
+        pid = pids[id(frame)]
+        out = pd.DataFrame({"pid": pid})
+        if column is not None:
+            out["day"] = days(frame[column])
+        if site:
+            out["place"] = _place(pid, site_codes(frame["site"], frame["side"]))
+        return out
+
+    findings = keyed(inputs.findings, site=True)
+    modality = inputs.findings["modality"]
+    findings["radiographic"] = modality.isin(RADIOGRAPHIC).to_numpy(bool)
+    findings["hip_ultrasound"] = (
+        (modality == "ultrasound") & (inputs.findings["site"] == "hip")
+    ).to_numpy(bool)
+    findings["ho"] = _finding_rank(inputs.findings) >= 1
+    scans = keyed(inputs.bone_scans, site=True)
+    scans["delayed"] = (inputs.bone_scans["phase"] == "delayed").to_numpy(bool)
+    injuries = keyed(inputs.injuries)
+    injuries["kind"] = np.asarray(inputs.injuries["kind"], dtype=object)
+    courses = keyed(inputs.courses, "start_date")
+    courses = courses.rename(columns={"day": "start"})
+    for name in ("agent", "intent"):
+        courses[name] = np.asarray(inputs.courses[name], dtype=object)
+    end = days(inputs.courses["end_date"])
+    weeks = pd.to_numeric(inputs.courses["planned_weeks"], errors="coerce").to_numpy("float64")
+    courses["end"] = end
+    courses["planned_end"] = np.where(
+        np.isnan(end), courses["start"].to_numpy() + np.round(weeks * 7), end
+    )
+    procedures = keyed(inputs.procedures, site=True)
+    procedures = procedures[(inputs.procedures["kind"] == "resection").to_numpy(bool)]
+    sites = keyed(inputs.sites, None, site=True)
+    sites["stage"] = np.asarray(inputs.sites["stage"], dtype=object)
+    sites["readiness"] = np.asarray(inputs.sites["readiness"], dtype=object)
+    sites["ready_since"] = days(inputs.sites["ready_since"])
+
+    def upto(frame: pd.DataFrame, column: str = "day") -> pd.DataFrame:
+        return frame[frame[column].to_numpy() <= today].reset_index(drop=True)
+
+    return Cut(
+        mrns=mrns,
+        injuries=upto(injuries),
+        findings=upto(findings),
+        scans=upto(scans),
+        courses=upto(courses, "start"),
+        resections=upto(procedures),
+        sites=sites,
+        as_of=today,
+        horizon=today + protocol.reminders.horizon_days,
+    )
+
+
+def _finding_rank(findings: pd.DataFrame) -> np.ndarray:
+    """The stage each finding shows as a rank (model-spec section 3): 0 none, 1 early,
+    2 mineralising, 3 mature. Only `rank >= 1` (HO evidence) matters here."""
+    cortex = findings["cortex"]
+    calcification = findings["calcification"]
+    brooker = pd.to_numeric(findings["brooker"], errors="coerce").to_numpy(float, na_value=np.nan)
+    mature = (cortex == Cortex.well_defined) & findings["modality"].isin(list(CORTEX_MODALITIES))
+    mineralising = (
+        (calcification.notna() & (calcification != Calcification.none)).to_numpy(bool)
+        | (brooker >= 1)
+        | findings["della_valle"].isin(["b", "c"]).to_numpy(bool)
+        | cortex.isin([Cortex.partial, Cortex.well_defined]).to_numpy(bool)
+    )
+    early = findings["ho"].isin(["present", "indeterminate"]) | (findings["uptake"] == "increased")
+    return np.select(
+        [mature.to_numpy(bool), mineralising, early.to_numpy(bool)], [3, 2, 1], default=0
+    )
+
+
+def _iso(day_values: np.ndarray | pd.Series) -> np.ndarray:
+    values = np.asarray(day_values, dtype="float64")
+    missing = np.isnan(values)
+    text = np.datetime_as_string(np.where(missing, 0, values).astype("datetime64[D]"), unit="D")
+    return np.where(missing, "", text).astype(object)
+
+
+def _words(values: pd.Series | np.ndarray) -> np.ndarray:
+    """Vocabulary values as words (spinal_cord_injury -> spinal cord injury)."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    words = np.array([str(u).replace("_", " ") for u in uniques] + [""], dtype=object)
+    return words[codes]
+
+
+def _frame(
+    pid: np.ndarray,
+    rule: str,
+    due: np.ndarray,
+    detail: np.ndarray | str,
+    place: np.ndarray | None = None,
+) -> pd.DataFrame:
+    n = len(pid)
+    return pd.DataFrame(
+        {
+            "pid": np.asarray(pid, dtype="int64"),
+            "place": np.full(n, NO_SITE, dtype="int64")
+            if place is None
+            else np.asarray(place, dtype="int64"),
+            "rule": np.full(n, RULES.index(rule), dtype="int64"),
+            "due": np.asarray(due, dtype="float64"),
+            "detail": np.full(n, detail, dtype=object)
+            if isinstance(detail, str)
+            else np.asarray(detail, dtype=object),
+        }
+    )
+
+
+# --- wanted ---------------------------------------------------------------------------
+
+
+def wanted(
+    inputs: RuleInputs, as_of: date, protocol: Protocol, cut: Cut | None = None
+) -> pd.DataFrame:
+    """Every reminder the records call for on `as_of`, due up to as_of + horizon_days.
+
+    Columns pid (the patient's number in the cut), mrn, rule, site, side (None for
+    patient-level rules), due (day number), detail (why, in words). One row per
+    natural key.
+    """
+    rules = protocol.reminders
+    cut = cut or cut_at(inputs, as_of, protocol)
+    parts = [
+        _screens(cut, rules),
+        _prophylaxis(cut, rules),
+        _monitoring(cut, rules),
+        _maturity_scans(cut, rules),
+        _course_reviews(cut, rules),
+        _post_course(cut, rules),
+        _readiness_reviews(cut, rules),
+        _post_resection(cut, rules),
+        _recurrence(cut, rules),
+    ]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        empty = {c: pd.Series(dtype=object) for c in WANTED_COLUMNS}
+        return pd.DataFrame(empty).astype({"due": "float64"})
+    out = pd.concat(parts, ignore_index=True)
+    out = out[out["due"].to_numpy() <= cut.horizon]
+    # keep one row per natural key (two injuries can ask for the same day)
+    out = out.sort_values(
+        ["pid", "rule", "place", "due"], kind="stable"
+    )  # stable: first rule row wins
+    out = out[~out.duplicated(["pid", "rule", "place", "due"])]
+    place = out["place"].to_numpy()
+    code = np.where(place >= 0, place % 64, len(SITES) * len(SIDES))
+    site_index = np.where(place >= 0, code // len(SIDES), len(SITES))
+    side_index = np.where(place >= 0, code % len(SIDES), len(SIDES))
+    return pd.DataFrame(
+        {
+            "pid": out["pid"].to_numpy(),
+            "mrn": cut.mrns.to_numpy(dtype=object)[out["pid"].to_numpy()],
+            "rule": np.asarray(RULES, dtype=object)[out["rule"].to_numpy()],
+            # object columns, so no site stays None (pandas would make it NaN)
+            "site": pd.Series(_SITE_OF[site_index], dtype=object),
+            "side": pd.Series(_SIDE_OF[side_index], dtype=object),
+            "due": out["due"].to_numpy(),
+            "detail": out["detail"].to_numpy(),
+        }
+    )
+
+
+def _screens(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    rule = rules.hip_ultrasound_screen
+    if not rule.enabled:
+        return pd.DataFrame()
+    injuries = cut.injuries[cut.injuries["kind"].isin(rule.injuries).to_numpy(bool)]
+    injuries = injuries[~np.isin(injuries["pid"].to_numpy(), cut.first_ho.index.to_numpy())]
+    offsets = np.arange(rule.first_day, rule.last_day + 1, rule.every_days)
+    if injuries.empty or not len(offsets):
+        return pd.DataFrame()
+    offset = np.tile(offsets, len(injuries))
+    repeat = np.repeat(np.arange(len(injuries)), len(offsets))
+    day = injuries["day"].to_numpy()[repeat]
+    detail = (
+        _words(injuries["kind"].to_numpy()[repeat])
+        + " on "
+        + _iso(day)
+        + ": day "
+        + offset.astype(str).astype(object)
+        + " hip ultrasound"
+    )
+    return _frame(injuries["pid"].to_numpy()[repeat], R.hip_ultrasound_screen, day + offset, detail)
+
+
+def _prophylaxis(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    rule = rules.consider_prophylaxis
+    if not rule.enabled:
+        return pd.DataFrame()
+    covered = cut.courses.loc[cut.courses["intent"] == "prophylaxis", "pid"].to_numpy()
+    injuries = cut.injuries[
+        cut.injuries["kind"].isin(rule.injuries).to_numpy(bool)
+        & ~np.isin(cut.injuries["pid"].to_numpy(), covered)
+    ]
+    day = injuries["day"].to_numpy()
+    detail = _words(injuries["kind"].to_numpy()) + " on " + _iso(day)
+    return _frame(injuries["pid"].to_numpy(), R.consider_prophylaxis, day + rule.day, detail)
+
+
+def _site_base(
+    cut: Cut, stages: Sequence[str], reference: pd.DataFrame, readiness_not: str | None = None
+) -> pd.DataFrame:
+    """Sites at one of `stages` with their reference day: the latest `reference` record
+    at the site, else the site's first evidence (after its latest resection)."""
+    mask = cut.sites["stage"].isin(list(stages)).to_numpy(bool)
+    if readiness_not is not None:
+        mask = mask & (cut.sites["readiness"] != readiness_not).to_numpy(bool)
+    sites = cut.sites[mask & (cut.sites["place"].to_numpy() >= 0)]
+    place = sites["place"].to_numpy()
+    latest = reference.groupby("place")["day"].max().reindex(place).to_numpy()
+    first = cut.first_evidence.reindex(place).to_numpy()
+    base = np.where(np.isnan(latest), first, latest)
+    out = pd.DataFrame(
+        {
+            "pid": sites["pid"].to_numpy(),
+            "place": place,
+            "base": base,
+            "has_latest": ~np.isnan(latest),
+        }
+    )
+    return out[~np.isnan(base)]
+
+
+def _based(cut: Cut, sites: pd.DataFrame, rule: str, after_days: int, what: str) -> pd.DataFrame:
+    base = sites["base"].to_numpy()
+    label = np.where(sites["has_latest"].to_numpy(), what, "first evidence ").astype(object)
+    return _frame(
+        sites["pid"].to_numpy(),
+        rule,
+        base + after_days,
+        label + _iso(base),
+        sites["place"].to_numpy(),
+    )
+
+
+def _monitoring(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    rule = rules.monitoring_radiograph
+    if not rule.enabled:
+        return pd.DataFrame()
+    findings, _ = cut.counted
+    sites = _site_base(
+        cut, ("early", "mineralising"), findings[findings["radiographic"].to_numpy()]
+    )
+    return _based(cut, sites, R.monitoring_radiograph, rule.after_days, "latest radiograph or CT ")
+
+
+def _maturity_scans(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    rule = rules.maturity_bone_scan
+    if not rule.enabled:
+        return pd.DataFrame()
+    _, scans = cut.counted
+    sites = _site_base(
+        cut, ("mineralising", "mature"), scans[scans["delayed"].to_numpy()], Readiness.ready
+    )
+    return _based(cut, sites, R.maturity_bone_scan, rule.after_days, "latest delayed-phase scan ")
+
+
+def _course_detail(courses: pd.DataFrame) -> np.ndarray:
+    return (
+        _words(courses["agent"].to_numpy())
+        + " ("
+        + _words(courses["intent"].to_numpy())
+        + ") from "
+        + _iso(courses["start"])
+    )
+
+
+def _course_reviews(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    if not rules.course_review.enabled:
+        return pd.DataFrame()
+    courses = cut.courses[~np.isnan(cut.courses["planned_end"].to_numpy())]
+    return _frame(
+        courses["pid"].to_numpy(),
+        R.course_review,
+        courses["planned_end"].to_numpy(),
+        _course_detail(courses),
+    )
+
+
+def _post_course(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    rule = rules.post_course_radiograph
+    if not rule.enabled:
+        return pd.DataFrame()
+    courses = cut.courses
+    ended = courses[
+        ((courses["intent"] == "treatment") & (courses["end"] <= cut.as_of)).to_numpy(bool)
+    ]
+    end = ended["end"].to_numpy()
+    detail = _course_detail(ended) + " ended " + _iso(end)
+    return _frame(ended["pid"].to_numpy(), R.post_course_radiograph, end + rule.after_days, detail)
+
+
+def _readiness_reviews(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    if not rules.readiness_review.enabled:
+        return pd.DataFrame()
+    sites = cut.sites
+    since = sites["ready_since"].to_numpy()
+    sites = sites[((sites["readiness"] == Readiness.ready).to_numpy(bool)) & ~np.isnan(since)]
+    since = sites["ready_since"].to_numpy()
+    detail = "ready for resection since " + _iso(since)
+    return _frame(
+        sites["pid"].to_numpy(), R.readiness_review, since, detail, sites["place"].to_numpy()
+    )
+
+
+def _post_resection(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    if not rules.post_resection_prophylaxis.enabled:
+        return pd.DataFrame()
+    resections = cut.resections
+    day = resections["day"].to_numpy()
+    return _frame(
+        resections["pid"].to_numpy(),
+        R.post_resection_prophylaxis,
+        day,
+        "resection on " + _iso(day),
+        resections["place"].to_numpy(),
+    )
+
+
+def _recurrence(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    rule = rules.recurrence_radiograph
+    if not rule.enabled or cut.resections.empty:
+        return pd.DataFrame()
+    offsets = np.asarray(rule.days)
+    resections = cut.resections
+    repeat = np.repeat(np.arange(len(resections)), len(offsets))
+    offset = np.tile(offsets, len(resections))
+    day = resections["day"].to_numpy()[repeat]
+    detail = "day " + offset.astype(str).astype(object) + " after resection on " + _iso(day)
+    return _frame(
+        resections["pid"].to_numpy()[repeat],
+        R.recurrence_radiograph,
+        day + offset,
+        detail,
+        resections["place"].to_numpy()[repeat],
+    )
+
+
+# --- satisfied ------------------------------------------------------------------------
+
+
+def satisfied(
+    keys: pd.DataFrame,
+    inputs: RuleInputs,
+    as_of: date,
+    protocol: Protocol,
+    cut: Cut | None = None,
+) -> np.ndarray:
+    """For each reminder in `keys` (mrn, rule, site, side, due as day number), whether
+    the record that closes it is logged on or before as_of (model-spec section 9)."""
+    result = np.zeros(len(keys), dtype=bool)
+    if keys.empty:
+        return result
+    rules = protocol.reminders
+    cut = cut or cut_at(inputs, as_of, protocol)
+    pid = keys["pid"].to_numpy() if "pid" in keys else cut.pids(keys["mrn"])
+    frame = pd.DataFrame(
+        {
+            "row": np.arange(len(keys)),
+            "pid": pid,
+            "place": _place(pid, site_codes(keys["site"], keys["side"])),
+            "due": np.asarray(keys["due"], dtype="float64"),
+        }
+    )
+    rule_of = np.asarray(keys["rule"], dtype=object)
+    checks = {
+        R.hip_ultrasound_screen: _screen_done,
+        R.consider_prophylaxis: _prophylaxis_started,
+        R.monitoring_radiograph: _radiograph_since,
+        R.maturity_bone_scan: _scan_since,
+        R.post_course_radiograph: _ho_site_radiograph_since,
+        R.post_resection_prophylaxis: _post_resection_course,
+        R.recurrence_radiograph: _recurrence_radiograph,
+    }
+    known = frame[pid >= 0]
+    known_rules = rule_of[pid >= 0]
+    for rule, check in checks.items():
+        subset = known[known_rules == rule.value]
+        if len(subset):
+            result[check(subset, cut, rules)] = True
+    return result
+
+
+def _rows_where(merged: pd.DataFrame, mask: np.ndarray | pd.Series) -> np.ndarray:
+    return np.unique(merged["row"].to_numpy()[np.asarray(mask, dtype=bool)])
+
+
+_SPAN, _OFFSET = 1 << 20, 1 << 19  # day numbers packed under a patient (or place) number
+
+
+def _within(
+    subset: pd.DataFrame, owner: str, records: pd.DataFrame, day: str, window: int
+) -> np.ndarray:
+    """Rows of `subset` with a record of the same owner (pid or place) dated within
+    `window` days of their due date: a sorted search, not a join."""
+    packed = np.sort(
+        records[owner].to_numpy("int64") * _SPAN
+        + records[day].to_numpy("float64").astype("int64")
+        + _OFFSET
+    )
+    keys = (
+        subset[owner].to_numpy("int64") * _SPAN
+        + subset["due"].to_numpy("float64").astype("int64")
+        + _OFFSET
+    )
+    at = np.searchsorted(packed, keys - window, side="left")
+    found = at < len(packed)
+    found[found] = packed[at[found]] <= keys[found] + window
+    return subset["row"].to_numpy()[found]
+
+
+def _latest_after(
+    subset: pd.DataFrame, owner: str, records: pd.DataFrame, after_days: int
+) -> np.ndarray:
+    """Rows of `subset` whose owner has a record dated after due - after_days."""
+    latest = records.groupby(owner)["day"].max().reindex(subset[owner].to_numpy()).to_numpy()
+    found = ~np.isnan(latest) & (latest > subset["due"].to_numpy() - after_days)
+    return subset["row"].to_numpy()[found]
+
+
+def _screen_done(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
+    scans = cut.findings[cut.findings["hip_ultrasound"].to_numpy()]
+    return _within(subset, "pid", scans, "day", rules.hip_ultrasound_screen.window_days)
+
+
+def _prophylaxis_started(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
+    started = cut.courses.loc[cut.courses["intent"] == "prophylaxis", "pid"].to_numpy()
+    return subset["row"].to_numpy()[np.isin(subset["pid"].to_numpy(), started)]
+
+
+def _radiograph_since(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
+    radiographs = cut.findings[cut.findings["radiographic"].to_numpy()]
+    return _latest_after(subset, "place", radiographs, rules.monitoring_radiograph.after_days)
+
+
+def _scan_since(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
+    delayed = cut.scans[cut.scans["delayed"].to_numpy()]
+    return _latest_after(subset, "place", delayed, rules.maturity_bone_scan.after_days)
+
+
+def _ho_site_radiograph_since(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
+    ho_places = np.union1d(
+        cut.findings.loc[cut.findings["ho"].to_numpy(), "place"].to_numpy(),
+        cut.scans["place"].to_numpy(),
+    )
+    findings = cut.findings
+    radiographs = findings[
+        findings["radiographic"].to_numpy() & np.isin(findings["place"].to_numpy(), ho_places)
+    ]
+    return _latest_after(subset, "pid", radiographs, rules.post_course_radiograph.after_days)
+
+
+def _post_resection_course(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
+    courses = cut.courses[
+        (
+            (cut.courses["intent"] == "post_resection") | (cut.courses["agent"] == "radiotherapy")
+        ).to_numpy(bool)
+    ]
+    return _within(subset, "pid", courses, "start", rules.post_resection_prophylaxis.window_days)
+
+
+def _recurrence_radiograph(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
+    """Each radiograph counts for one checkpoint: the one whose window, halfway to
+    the previous and to the next checkpoint, holds its date (days after resection)."""
+    offsets = list(rules.recurrence_radiograph.days)
+    radiographs = cut.findings[cut.findings["radiographic"].to_numpy()][["place", "day"]]
+    resections = cut.resections[["place", "day"]].rename(columns={"day": "resected"})
+    hits = [np.zeros(0, dtype="int64")]
+    for i, offset in enumerate(offsets):
+        low = (offsets[i - 1] + offset) / 2 if i else offset / 2
+        high = (offset + offsets[i + 1]) / 2 if i + 1 < len(offsets) else np.inf
+        candidates = subset[["row", "place", "due"]].assign(resected=subset["due"] - offset)
+        candidates = candidates.merge(resections, on=["place", "resected"])
+        merged = candidates.merge(radiographs, on="place")
+        after = merged["day"] - merged["resected"]
+        hits.append(_rows_where(merged, (after > low) & (after <= high)))
+    return np.unique(np.concatenate(hits))
+
+
+# --- one patient ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WantedReminder:
+    rule: str
+    site: str | None
+    side: str | None
+    due: date
+    detail: str
+
+
+def records_frames(records: PatientRecords) -> dict[str, pd.DataFrame]:
+    """One patient's records as the cohort frames `read_cohort` gives."""
+    mrn = records.mrn
+
+    def frame(rows: list[dict[str, object]], columns: list[str]) -> pd.DataFrame:
+        return pd.DataFrame(rows, columns=columns)
+
+    return {
+        "injuries": frame(
+            [{"mrn": mrn, "kind": i.kind, "date": i.date} for i in records.injuries],
+            ["mrn", "kind", "date"],
+        ),
+        "findings": frame(
+            [
+                {
+                    "mrn": mrn,
+                    "date": f.date,
+                    "modality": f.modality,
+                    "site": f.site,
+                    "side": f.side,
+                    "ho": f.ho,
+                    "calcification": f.calcification,
+                    "cortex": f.cortex,
+                    "uptake": f.uptake,
+                    "brooker": f.brooker,
+                    "della_valle": f.della_valle,
+                }
+                for f in records.findings
+            ],
+            [
+                "mrn",
+                "date",
+                "modality",
+                "site",
+                "side",
+                "ho",
+                "calcification",
+                "cortex",
+                "uptake",
+                "brooker",
+                "della_valle",
+            ],
+        ),
+        "bone_scans": frame(
+            [
+                {"mrn": mrn, "date": s.date, "site": s.site, "side": s.side, "phase": s.phase}
+                for s in records.bone_scans
+            ],
+            ["mrn", "date", "site", "side", "phase"],
+        ),
+        "courses": frame(
+            [
+                {
+                    "mrn": mrn,
+                    "agent": c.agent,
+                    "intent": c.intent,
+                    "start_date": c.start_date,
+                    "end_date": c.end_date,
+                    "planned_weeks": c.planned_weeks,
+                }
+                for c in records.courses
+            ],
+            ["mrn", "agent", "intent", "start_date", "end_date", "planned_weeks"],
+        ),
+        "procedures": frame(
+            [
+                {"mrn": mrn, "kind": p.kind, "date": p.date, "site": p.site, "side": p.side}
+                for p in records.procedures
+            ],
+            ["mrn", "kind", "date", "site", "side"],
+        ),
+    }
+
+
+def readiness_on(
+    records: PatientRecords, site: str, side: str, day: date, protocol: Protocol
+) -> Readiness:
+    """The site's readiness on `day`, exactly as `assess_patient` finds it, without the
+    flags and forecasts that readiness does not read. `records` must already be in
+    canonical order (`in_canonical_order`), so cutting at `day` keeps that order."""
+    cut = PatientRecords(
+        mrn=records.mrn,
+        injuries=tuple(i for i in records.injuries if i.date <= day),
+        findings=tuple(f for f in records.findings if f.date <= day),
+        bone_scans=tuple(s for s in records.bone_scans if s.date <= day),
+        courses=(),
+        procedures=tuple(p for p in records.procedures if p.date <= day),
+        labs=tuple(lab for lab in records.labs if lab.date <= day),
+    )
+    evidence = site_evidence(cut, (site, side))
+    if not evidence.findings and not evidence.bone_scans and evidence.resected_on is None:
+        return Readiness.not_ready  # no evidence yet: the site is not assessed at all
+    stage = site_stage(evidence)
+    series = delayed_series(evidence.bone_scans)
+    activity = classify_activity([p.ratio for p in series], protocol.activity.tolerance)
+    criteria = site_criteria(
+        evidence=evidence,
+        stage=stage,
+        series=series,
+        activity=activity,
+        injuries=cut.injuries,
+        labs=cut.labs,
+        as_of=day,
+        protocol=protocol,
+    )
+    return readiness_verdict(stage, criteria)
+
+
+def ready_since(
+    records: PatientRecords,
+    site: str,
+    side: str,
+    as_of: date,
+    protocol: Protocol,
+    *,
+    ready_now: bool | None = None,
+) -> date | None:
+    """The day a site that is ready on as_of became ready: the first day of its
+    current run of ready assessments, looking at the days on which the answer can
+    change (each record's date, and the day an ALP result leaves its window).
+
+    Derived from the records alone, so planning on any later day finds the same day
+    (and so the same readiness_review reminder) while the site stays ready. Pass
+    `ready_now=True` when the caller already knows the site is ready on as_of.
+    """
+    # A site's readiness reads its own evidence, the patient's labs and injuries:
+    # the other sites can be left out.
+    at_site = (site, side)
+    records = PatientRecords(
+        mrn=records.mrn,
+        injuries=in_canonical_order(records.injuries),
+        findings=in_canonical_order(f for f in records.findings if (f.site, f.side) == at_site),
+        bone_scans=in_canonical_order(s for s in records.bone_scans if (s.site, s.side) == at_site),
+        procedures=in_canonical_order(p for p in records.procedures if (p.site, p.side) == at_site),
+        labs=in_canonical_order(lab for lab in records.labs if lab.analyte in ("alp", "bone_alp")),
+    )
+
+    def ready_on(day: date) -> bool:
+        return readiness_on(records, site, side, day, protocol) == Readiness.ready
+
+    if ready_now is None:
+        ready_now = ready_on(as_of)
+    if not ready_now:
+        return None
+    window = timedelta(days=protocol.readiness.alp_window_days + 1)
+    candidates = {r.date for r in records.findings}
+    candidates |= {s.date for s in records.bone_scans}
+    candidates |= {p.date for p in records.procedures}
+    candidates |= {lab.date for lab in records.labs}
+    candidates |= {lab.date + window for lab in records.labs}
+    candidates |= {i.date for i in records.injuries}
+    since: date | None = None
+    for day in sorted((d for d in candidates if d <= as_of), reverse=True):
+        if not ready_on(day):
+            break
+        since = day
+    if since is None:  # ready only through the passing of time: the latest change day
+        since = max((d for d in candidates if d <= as_of), default=as_of)
+    return since
+
+
+def patient_inputs(records: PatientRecords, as_of: date, protocol: Protocol) -> RuleInputs:
+    """Rule inputs for one patient: the records and their assessment on as_of."""
+    assessment = assess_patient(records, as_of, protocol)
+    sites = pd.DataFrame(
+        [
+            {
+                "mrn": records.mrn,
+                "site": s.site,
+                "side": s.side,
+                "stage": s.stage.value,
+                "readiness": s.readiness.value,
+                "ready_since": ready_since(records, s.site, s.side, as_of, protocol, ready_now=True)
+                if s.readiness == Readiness.ready
+                else None,
+            }
+            for s in assessment.sites
+        ],
+        columns=["mrn", "site", "side", "stage", "readiness", "ready_since"],
+    )
+    return RuleInputs(**records_frames(records), sites=sites)
+
+
+def for_patient(records: PatientRecords, as_of: date, protocol: Protocol) -> list[WantedReminder]:
+    """The reminders one patient's records call for on as_of (see `wanted`)."""
+    frame = wanted(patient_inputs(records, as_of, protocol), as_of, protocol)
+    return [
+        WantedReminder(
+            rule=row["rule"],
+            site=row["site"],
+            side=row["side"],
+            due=from_day_number(row["due"]),
+            detail=row["detail"],
+        )
+        for row in frame.to_dict("records")
+    ]

@@ -1,0 +1,89 @@
+"""Teams (units, wards) and their delivery addresses; which team a patient is in."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tracker.errors import NotFound, TrackerError
+from tracker.store.models import Patient, Team, table_of, utcnow
+
+team, patient = table_of(Team), table_of(Patient)
+ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|^[^@\s<>]+@localhost$")
+
+
+@dataclass(frozen=True)
+class TeamSummary:
+    name: str
+    email: str | None
+    escalation_email: str | None
+    patients: int
+
+
+def _check_address(option: str, value: str | None) -> None:
+    if value is not None and not ADDRESS.match(value):
+        raise TrackerError(
+            f"{option} '{value}' is not an e-mail address; give one like ward7@hospital.nhs.uk."
+        )
+
+
+def add_team(
+    *, engine: Engine, name: str, email: str | None, escalation_email: str | None = None
+) -> bool:
+    """Create a team, or give an existing one (say, made by a CSV import) its
+    addresses. Returns True when the team is new."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise TrackerError("A team name must be 1 to 100 characters long.")
+    _check_address("--email", email)
+    _check_address("--escalation-email", escalation_email)
+    with engine.begin() as conn:
+        exists = conn.execute(sa.select(team.c.id).where(team.c.name == name)).first()
+        if exists is None:
+            conn.execute(
+                team.insert().values(name=name, email=email, escalation_email=escalation_email)
+            )
+            return True
+        changes: dict[str, object] = {"updated_at": utcnow()}
+        if email is not None:
+            changes["email"] = email
+        if escalation_email is not None:
+            changes["escalation_email"] = escalation_email
+        conn.execute(team.update().where(team.c.name == name).values(**changes))
+    return False
+
+
+def list_teams(*, engine: Engine) -> list[TeamSummary]:
+    counts = (
+        sa.select(patient.c.team, sa.func.count().label("n")).group_by(patient.c.team).subquery()
+    )
+    query = (
+        sa.select(team.c.name, team.c.email, team.c.escalation_email, counts.c.n)
+        .select_from(team.outerjoin(counts, counts.c.team == team.c.name))
+        .order_by(team.c.name)
+    )
+    with engine.connect() as conn:
+        return [
+            TeamSummary(name, email, escalation, int(n or 0))
+            for name, email, escalation, n in conn.execute(query)
+        ]
+
+
+def set_patient_team(*, engine: Engine, mrn: str, team_name: str) -> str | None:
+    """Put a patient in a team that exists; returns the previous team."""
+    with engine.begin() as conn:
+        found = conn.execute(sa.select(patient.c.team).where(patient.c.mrn == mrn)).first()
+        if found is None:
+            raise NotFound(f"No patient with mrn '{mrn}' is stored.")
+        if conn.execute(sa.select(team.c.id).where(team.c.name == team_name)).first() is None:
+            raise NotFound(
+                f"There is no team '{team_name}': add it first with "
+                f"`ho-tracker teams add {team_name} --email ADDRESS`."
+            )
+        conn.execute(
+            patient.update().where(patient.c.mrn == mrn).values(team=team_name, updated_at=utcnow())
+        )
+    return found[0]
