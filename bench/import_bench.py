@@ -48,6 +48,9 @@ def floor(engine: sa.Engine, folder: Path) -> None:
     frames = {f.name: pd.read_csv(folder / f.name) for f in fmt.FORMATS}
     frames = {n: f.astype(object).where(f.notna(), None) for n, f in frames.items()}
     with engine.begin() as conn:
+        # patient.team references team.name: the teams a cohort names go in first
+        teams = frames["patients.csv"]["team"].dropna().drop_duplicates()
+        tables.bulk_insert(conn, tables.team, pd.DataFrame({"name": teams}))
         tables.bulk_insert(conn, tables.patient, frames["patients.csv"])
         ids = dict(conn.execute(sa.select(tables.patient.c.mrn, tables.patient.c.id)).all())
         for name, table in tables.SIMPLE_TABLES.items():
