@@ -189,3 +189,28 @@ def test_many_sites_are_paged_three_to_an_a4_page() -> None:
     assert len(pages) == 4
     assert all(fig.get_size_inches()[1] <= 10.5 for fig in pages)  # fits A4 with margins
     assert sum(len(artists_with_gid(fig, "site/")) for fig in pages) == len(sites)
+
+
+def test_figures_drawn_from_many_threads_keep_their_style_and_leave_matplotlib_alone() -> None:
+    # the web app draws from worker threads; rcParams are process-global
+    import threading
+
+    import matplotlib
+
+    default_size = matplotlib.rcParams["font.size"]
+    trend = trend_of(declining_hip().records(), date(2024, 12, 1))
+    sizes: list[float] = []
+
+    def draw() -> None:
+        for _ in range(3):
+            fig = trend_figure(trend)
+            ticks = [t for ax in fig.axes for t in ax.get_xticklabels()]
+            sizes.extend(t.get_fontsize() for t in ticks)
+
+    threads = [threading.Thread(target=draw) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sizes and set(sizes) == {7.0}
+    assert matplotlib.rcParams["font.size"] == default_size

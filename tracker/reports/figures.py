@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -57,6 +59,17 @@ RC: dict[Any, Any] = {
     "svg.fonttype": "none",  # text stays text in SVG: searchable, editable
     "svg.hashsalt": "ho-tracker",  # the same figure gives the same SVG
 }
+# rcParams are process-global: the web app draws from worker threads, so one figure
+# is styled (and saved) at a time, or one thread's restore would undo another's style.
+_STYLE_LOCK = threading.RLock()
+
+
+@contextmanager
+def _styled() -> Iterator[None]:
+    with _STYLE_LOCK, matplotlib.rc_context(RC):
+        yield
+
+
 SUPTITLE_IN = 0.3
 LEGEND_ROW_IN = 0.165
 LEGEND_PAD_IN = 0.12
@@ -78,7 +91,7 @@ def trend_figure(trend: PatientTrend, sites: Sequence[SiteTrend] | None = None) 
     """One figure with a panel per site (all of them unless `sites` are given), or one
     panel of the patient's timeline when no site has evidence."""
     chosen = list(trend.sites if sites is None else sites)
-    with matplotlib.rc_context(RC):
+    with _styled():
         return _patient_figure(trend, chosen, page=None)
 
 
@@ -89,7 +102,7 @@ def trend_pages(trend: PatientTrend, per_page: int = 3) -> list[Figure]:
     if not sites:
         return [trend_figure(trend)]
     chunks = [sites[i : i + per_page] for i in range(0, len(sites), per_page)]
-    with matplotlib.rc_context(RC):
+    with _styled():
         return [
             _patient_figure(trend, chunk, page=(n + 1, len(chunks)))
             for n, chunk in enumerate(chunks)
@@ -237,7 +250,7 @@ def board_figure(
 ) -> Figure:
     """Small multiples: each site's delayed-phase ratios with its stage, curve, Kim
     threshold and forecast, titled with the patient and the engine's verdict."""
-    with matplotlib.rc_context(RC):
+    with _styled():
         rows = max(1, math.ceil(len(board_panels) / columns))
         legend_in = LEGEND_PAD_IN + 3 * LEGEND_ROW_IN
         height = SUPTITLE_IN + SMALL_PANEL_IN * rows + legend_in
@@ -304,7 +317,7 @@ def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 150) -> bytes:
     if fmt not in ("png", "svg"):
         raise ValueError(f"figure format '{fmt}' is not png or svg")
     buffer = io.BytesIO()
-    with matplotlib.rc_context(RC):
+    with _styled():
         fig.savefig(buffer, format=fmt, dpi=dpi, metadata=_metadata(fmt))
     return buffer.getvalue()
 
