@@ -24,13 +24,16 @@ class Settings(BaseSettings):
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH.as_posix()}"
 
     # Reminder e-mail (model-spec section 9): HO_TRACKER_SMTP_HOST, _PORT, _TLS
-    # ("starttls", "ssl" or "none"), _USER, _PASSWORD, _FROM.
+    # ("starttls", "ssl" or "none"), _USER, _PASSWORD, _FROM, _CA_FILE.
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = "ho-tracker@localhost"
+    # PEM file of the CA(s) to trust for the server's certificate (TLS "ssl" or
+    # "starttls"), for a clinic's own CA; default: the system's trusted CAs
+    smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = 30.0
     # the right-hand side of reminder Message-IDs (default: the domain of smtp_from)
     message_id_domain: str | None = None

@@ -35,10 +35,30 @@ ProtocolOption = Annotated[
 
 
 def _protocol(path: Path | None) -> Any:
-    from tracker.config import get_settings
     from tracker.services.assessment import protocol_from
 
-    return protocol_from(path or get_settings().protocol_file)
+    return protocol_from(path or _settings().protocol_file)
+
+
+def _settings() -> Any:
+    """The settings, or one clear message naming each bad HO_TRACKER_ variable."""
+    from pydantic import ValidationError
+
+    from tracker.config import get_settings
+    from tracker.errors import Problem, ValidationFailed
+
+    try:
+        return get_settings()
+    except ValidationError as error:
+        raise ValidationFailed(
+            Problem(
+                source="environment",
+                line=None,
+                field="HO_TRACKER_" + "_".join(str(p) for p in e["loc"]).upper(),
+                reason=f"{e['msg']} (got {e.get('input')!r})",
+            )
+            for e in error.errors()
+        ) from None
 
 
 @reminders_app.command("plan")
@@ -160,14 +180,14 @@ def ack_command(
 def deliver_command(protocol: ProtocolOption = None) -> None:
     """Deliver due reminders and escalations once, now (the scheduler does this on its own)."""
     from tracker.cli import _engine, err, out
-    from tracker.config import get_settings
     from tracker.reminders.delivery import Deliverer
+    from tracker.reminders.jobs import summarise_problems
 
-    deliverer = Deliverer(engine=_engine(), protocol=_protocol(protocol), settings=get_settings())
+    deliverer = Deliverer(engine=_engine(), protocol=_protocol(protocol), settings=_settings())
     report = deliverer.deliver()
     report.add(deliverer.escalate())
-    for problem in report.problems:
-        err.print(problem)
+    for line in summarise_problems(report.problems):
+        err.print(line)
     out.print(
         f"{report.sent} sent ({report.late} late), {report.escalated} escalated, "
         f"{report.closed} closed on re-check, {report.waiting} waiting for a retry, "
@@ -227,13 +247,12 @@ def set_team_command(
 def scheduler_command(protocol: ProtocolOption = None) -> None:
     """Run the reminder jobs (plan, deliver, escalate, daily digest) until stopped."""
     from tracker.cli import _engine
-    from tracker.config import get_settings
     from tracker.reminders.jobs import ReminderJobs, run_blocking
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = get_settings()
+    settings = _settings()
     if not settings.smtp_host:
         logging.getLogger("tracker.reminders").warning(
             "no SMTP server configured (HO_TRACKER_SMTP_HOST): reminders stay on the worklist"

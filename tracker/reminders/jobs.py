@@ -9,7 +9,8 @@ runs missed while the process was busy or asleep into one, and
 job from overlapping itself. Two processes (or the web app and a scheduler) may run
 the same jobs on one database: delivery claims each reminder atomically.
 
-`start_background` runs the same jobs inside another process (the web app);
+`start_background_scheduler(engine=..., settings=...)` runs the same jobs inside
+another process (the web app), `start_background` does so for ready-made jobs, and
 `run_blocking` is `ho-tracker scheduler`.
 """
 
@@ -97,8 +98,31 @@ def _log_report(job: str, report: DeliveryReport) -> None:
             job, report.sent, report.late, report.escalated, report.closed, report.waiting,
             report.unconfirmed,
         )  # fmt: skip
-    for problem in report.problems:
-        log.warning("%s: %s", job, problem)
+    for line in summarise_problems(report.problems):
+        log.warning("%s: %s", job, line)
+
+
+def summarise_problems(problems: list[str], examples: int = 3) -> list[str]:
+    """One line per distinct problem, with how many reminders it holds back.
+
+    Problems read "reminder ID (MRN): what is wrong"; a unit without an SMTP server
+    or a team without an address would otherwise log one line per reminder on every
+    run."""
+    grouped: dict[str, list[str]] = {}
+    for problem in problems:
+        who, sep, what = problem.partition(": ")
+        if not sep:
+            who, what = "", problem
+        grouped.setdefault(what, []).append(who)
+    lines = []
+    for what, whos in grouped.items():
+        named = [w for w in whos if w]
+        if len(whos) == 1:
+            lines.append(f"{named[0]}: {what}" if named else what)
+            continue
+        shown = ", ".join(named[:examples]) + (", ..." if len(named) > examples else "")
+        lines.append(f"{len(whos)} reminders ({shown}): {what}")
+    return lines
 
 
 def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
@@ -159,6 +183,28 @@ def start_background(jobs: ReminderJobs) -> BackgroundScheduler:
     add_jobs(scheduler, jobs)
     scheduler.start()
     return scheduler
+
+
+def start_background_scheduler(
+    *,
+    engine: Engine,
+    settings: Settings,
+    protocol: Protocol | None = None,
+    clock: Clock = utcnow,
+) -> BackgroundScheduler:
+    """Start the reminder jobs in background threads of the calling process (the web
+    app) and return the running scheduler; call `.shutdown()` on exit.
+
+    The protocol defaults to `settings.protocol_file` (else the spec's), as for
+    `ho-tracker scheduler`. Safe next to a separate scheduler process on the same
+    database: delivery claims each reminder atomically.
+    """
+    if protocol is None:
+        from tracker.services.assessment import protocol_from
+
+        protocol = protocol_from(settings.protocol_file)
+    jobs = ReminderJobs(engine=engine, protocol=protocol, settings=settings, clock=clock)
+    return start_background(jobs)
 
 
 def run_blocking(jobs: ReminderJobs) -> None:

@@ -45,6 +45,10 @@ class SendResult:
     handed_over: bool = False  # True once the final dot was written
 
 
+class BadCaFile(OSError):
+    """HO_TRACKER_SMTP_CA_FILE cannot be used."""
+
+
 class SmtpChannel:
     """The clinic's SMTP server, from settings (HO_TRACKER_SMTP_*)."""
 
@@ -57,24 +61,60 @@ class SmtpChannel:
     def where(self) -> str:
         return f"{self.settings.smtp_host}:{self.settings.smtp_port}"
 
+    def _tls(self) -> ssl.SSLContext:
+        """Verify the server's certificate and name against the system's CAs, or only
+        against HO_TRACKER_SMTP_CA_FILE when set (a clinic's own CA)."""
+        ca_file = self.settings.smtp_ca_file
+        try:
+            return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        except OSError as error:  # missing file, or no PEM certificate in it
+            raise BadCaFile(
+                f"HO_TRACKER_SMTP_CA_FILE {ca_file} is not a readable file of PEM CA "
+                f"certificates: {_say(error)}"
+            ) from error
+
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
         host, port, timeout = s.smtp_host or "", s.smtp_port, s.smtp_timeout_seconds
         smtp: smtplib.SMTP
         if s.smtp_tls == "ssl":
-            smtp = smtplib.SMTP_SSL(
-                host, port, timeout=timeout, context=ssl.create_default_context()
-            )
+            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=self._tls())
         else:
             smtp = smtplib.SMTP(host, port, timeout=timeout)
-        smtp.ehlo_or_helo_if_needed()
-        if s.smtp_tls == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
-            smtp.ehlo()
-        if s.smtp_user:
-            password = s.smtp_password.get_secret_value() if s.smtp_password else ""
-            smtp.login(s.smtp_user, password)
+        try:
+            smtp.ehlo_or_helo_if_needed()
+            if s.smtp_tls == "starttls":
+                smtp.starttls(context=self._tls())
+                smtp.ehlo()
+            if s.smtp_user:
+                password = s.smtp_password.get_secret_value() if s.smtp_password else ""
+                smtp.login(s.smtp_user, password)
+        except BaseException:
+            smtp.close()  # no session: do not leave the socket open
+            raise
         return smtp
+
+    def _connect_failure(self, error: BaseException) -> str:
+        """Why no session was set up, naming the setting to look at."""
+        s = self.settings
+        if isinstance(error, smtplib.SMTPAuthenticationError):
+            return (
+                f"the SMTP server {self.where} refused the login of {s.smtp_user!r} "
+                f"(HO_TRACKER_SMTP_USER, HO_TRACKER_SMTP_PASSWORD): {_say(error)}"
+            )
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return (
+                f"the SMTP server {self.where} sent a TLS certificate that is not trusted "
+                f"(HO_TRACKER_SMTP_CA_FILE names a CA to trust): {error.verify_message}"
+            )
+        if isinstance(error, BadCaFile):
+            return str(error)
+        if isinstance(error, smtplib.SMTPNotSupportedError):
+            return (
+                f"the SMTP server {self.where} does not offer what HO_TRACKER_SMTP_TLS "
+                f"({s.smtp_tls}) or HO_TRACKER_SMTP_USER ask for: {_say(error)}"
+            )
+        return f"cannot reach the SMTP server {self.where}: {_say(error)}"
 
     def send(
         self,
@@ -86,9 +126,7 @@ class SmtpChannel:
         try:
             smtp = self._connect()
         except (OSError, smtplib.SMTPException) as error:
-            return SendResult(
-                Outcome.failed, f"cannot reach the SMTP server {self.where}: {_say(error)}"
-            )
+            return SendResult(Outcome.failed, self._connect_failure(error))
         handed_over = in_data = False
         try:
             code, reply = smtp.mail(self.settings.smtp_from)
@@ -159,6 +197,8 @@ def _say(error: BaseException) -> str:
         return "timed out"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{error.smtp_code} {_text(error.smtp_error)}"
     text = str(error) or type(error).__name__
     return text
 

@@ -19,7 +19,7 @@ as whole day numbers (days since 1970-01-01) so no datetime resolution can diffe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
@@ -255,15 +255,20 @@ def _words(values: pd.Series | np.ndarray) -> np.ndarray:
     return words[codes]
 
 
+Detail = Callable[[np.ndarray], np.ndarray]
+"""The detail texts of some of a rule's rows, given their positions: written only for
+the rows that need words (the new ones), not for every key compared."""
+
+
 def _frame(
     pid: np.ndarray,
     rule: str,
     due: np.ndarray,
-    detail: np.ndarray | str,
+    detail: Detail,
     place: np.ndarray | None = None,
 ) -> pd.DataFrame:
     n = len(pid)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "pid": np.asarray(pid, dtype="int64"),
             "place": np.full(n, NO_SITE, dtype="int64")
@@ -271,11 +276,11 @@ def _frame(
             else np.asarray(place, dtype="int64"),
             "rule": np.full(n, RULES.index(rule), dtype="int64"),
             "due": np.asarray(due, dtype="float64"),
-            "detail": np.full(n, detail, dtype=object)
-            if isinstance(detail, str)
-            else np.asarray(detail, dtype=object),
+            "src": np.arange(n, dtype="int64"),
         }
     )
+    frame.attrs["detail"] = detail
+    return frame
 
 
 # --- wanted ---------------------------------------------------------------------------
@@ -290,6 +295,26 @@ def wanted(
     patient-level rules), due (day number), detail (why, in words). One row per
     natural key.
     """
+    keys, details = wanted_keys(inputs, as_of, protocol, cut)
+    return with_details(keys, details)
+
+
+def with_details(keys: pd.DataFrame, details: list[Detail]) -> pd.DataFrame:
+    """Rows of `wanted_keys` with their detail texts (and without part, src)."""
+    text = np.empty(len(keys), dtype=object)
+    part, src = keys["part"].to_numpy(), keys["src"].to_numpy()
+    for number, detail in enumerate(details):
+        here = part == number
+        if here.any():
+            text[here] = np.asarray(detail(src[here]), dtype=object)
+    return keys.drop(columns=["part", "src"]).assign(detail=text)
+
+
+def wanted_keys(
+    inputs: RuleInputs, as_of: date, protocol: Protocol, cut: Cut | None = None
+) -> tuple[pd.DataFrame, list[Detail]]:
+    """`wanted` without the words: the natural keys, plus (part, src) telling
+    `with_details` how to write the detail of any of the rows."""
     rules = protocol.reminders
     cut = cut or cut_at(inputs, as_of, protocol)
     parts = [
@@ -304,9 +329,12 @@ def wanted(
         _recurrence(cut, rules),
     ]
     parts = [p for p in parts if len(p)]
+    details: list[Detail] = [p.attrs["detail"] for p in parts]
     if not parts:
-        empty = {c: pd.Series(dtype=object) for c in WANTED_COLUMNS}
-        return pd.DataFrame(empty).astype({"due": "float64"})
+        empty = {c: pd.Series(dtype=object) for c in [*KEY, "pid", "part", "src"]}
+        return pd.DataFrame(empty).astype({"due": "float64", "part": "int64", "src": "int64"}), []
+    for number, part in enumerate(parts):
+        part["part"] = number
     out = pd.concat(parts, ignore_index=True)
     out = out[out["due"].to_numpy() <= cut.horizon]
     # keep one row per natural key (two injuries can ask for the same day)
@@ -327,9 +355,10 @@ def wanted(
             "site": pd.Series(_SITE_OF[site_index], dtype=object),
             "side": pd.Series(_SIDE_OF[side_index], dtype=object),
             "due": out["due"].to_numpy(),
-            "detail": out["detail"].to_numpy(),
+            "part": out["part"].to_numpy(),
+            "src": out["src"].to_numpy(),
         }
-    )
+    ), details
 
 
 def _screens(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
@@ -344,14 +373,12 @@ def _screens(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
     offset = np.tile(offsets, len(injuries))
     repeat = np.repeat(np.arange(len(injuries)), len(offsets))
     day = injuries["day"].to_numpy()[repeat]
-    detail = (
-        _words(injuries["kind"].to_numpy()[repeat])
-        + " on "
-        + _iso(day)
-        + ": day "
-        + offset.astype(str).astype(object)
-        + " hip ultrasound"
-    )
+    kinds = injuries["kind"].to_numpy()[repeat]
+
+    def detail(i: np.ndarray) -> np.ndarray:
+        words = _words(kinds[i]) + " on " + _iso(day[i]) + ": day "
+        return words + offset[i].astype(str).astype(object) + " hip ultrasound"
+
     return _frame(injuries["pid"].to_numpy()[repeat], R.hip_ultrasound_screen, day + offset, detail)
 
 
@@ -365,7 +392,11 @@ def _prophylaxis(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
         & ~np.isin(cut.injuries["pid"].to_numpy(), covered)
     ]
     day = injuries["day"].to_numpy()
-    detail = _words(injuries["kind"].to_numpy()) + " on " + _iso(day)
+    kinds = injuries["kind"].to_numpy()
+
+    def detail(i: np.ndarray) -> np.ndarray:
+        return _words(kinds[i]) + " on " + _iso(day[i])
+
     return _frame(injuries["pid"].to_numpy(), R.consider_prophylaxis, day + rule.day, detail)
 
 
@@ -395,13 +426,14 @@ def _site_base(
 
 def _based(cut: Cut, sites: pd.DataFrame, rule: str, after_days: int, what: str) -> pd.DataFrame:
     base = sites["base"].to_numpy()
-    label = np.where(sites["has_latest"].to_numpy(), what, "first evidence ").astype(object)
+    latest = sites["has_latest"].to_numpy()
+
+    def detail(i: np.ndarray) -> np.ndarray:
+        label = np.where(latest[i], what, "first evidence ").astype(object)
+        return label + _iso(base[i])
+
     return _frame(
-        sites["pid"].to_numpy(),
-        rule,
-        base + after_days,
-        label + _iso(base),
-        sites["place"].to_numpy(),
+        sites["pid"].to_numpy(), rule, base + after_days, detail, sites["place"].to_numpy()
     )
 
 
@@ -427,14 +459,14 @@ def _maturity_scans(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
     return _based(cut, sites, R.maturity_bone_scan, rule.after_days, "latest delayed-phase scan ")
 
 
-def _course_detail(courses: pd.DataFrame) -> np.ndarray:
-    return (
-        _words(courses["agent"].to_numpy())
-        + " ("
-        + _words(courses["intent"].to_numpy())
-        + ") from "
-        + _iso(courses["start"])
-    )
+def _course_detail(courses: pd.DataFrame) -> Detail:
+    agent, intent = courses["agent"].to_numpy(), courses["intent"].to_numpy()
+    start = courses["start"].to_numpy()
+
+    def detail(i: np.ndarray) -> np.ndarray:
+        return _words(agent[i]) + " (" + _words(intent[i]) + ") from " + _iso(start[i])
+
+    return detail
 
 
 def _course_reviews(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
@@ -458,7 +490,11 @@ def _post_course(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
         ((courses["intent"] == "treatment") & (courses["end"] <= cut.as_of)).to_numpy(bool)
     ]
     end = ended["end"].to_numpy()
-    detail = _course_detail(ended) + " ended " + _iso(end)
+    course = _course_detail(ended)
+
+    def detail(i: np.ndarray) -> np.ndarray:
+        return course(i) + " ended " + _iso(end[i])
+
     return _frame(ended["pid"].to_numpy(), R.post_course_radiograph, end + rule.after_days, detail)
 
 
@@ -469,7 +505,10 @@ def _readiness_reviews(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
     since = sites["ready_since"].to_numpy()
     sites = sites[((sites["readiness"] == Readiness.ready).to_numpy(bool)) & ~np.isnan(since)]
     since = sites["ready_since"].to_numpy()
-    detail = "ready for resection since " + _iso(since)
+
+    def detail(i: np.ndarray) -> np.ndarray:
+        return "ready for resection since " + _iso(since[i])
+
     return _frame(
         sites["pid"].to_numpy(), R.readiness_review, since, detail, sites["place"].to_numpy()
     )
@@ -480,11 +519,15 @@ def _post_resection(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
         return pd.DataFrame()
     resections = cut.resections
     day = resections["day"].to_numpy()
+
+    def detail(i: np.ndarray) -> np.ndarray:
+        return "resection on " + _iso(day[i])
+
     return _frame(
         resections["pid"].to_numpy(),
         R.post_resection_prophylaxis,
         day,
-        "resection on " + _iso(day),
+        detail,
         resections["place"].to_numpy(),
     )
 
@@ -498,7 +541,10 @@ def _recurrence(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
     repeat = np.repeat(np.arange(len(resections)), len(offsets))
     offset = np.tile(offsets, len(resections))
     day = resections["day"].to_numpy()[repeat]
-    detail = "day " + offset.astype(str).astype(object) + " after resection on " + _iso(day)
+
+    def detail(i: np.ndarray) -> np.ndarray:
+        return "day " + offset[i].astype(str).astype(object) + " after resection on " + _iso(day[i])
+
     return _frame(
         resections["pid"].to_numpy()[repeat],
         R.recurrence_radiograph,
