@@ -54,6 +54,16 @@ from tracker.reports.cli import report_command  # noqa: E402
 
 app.command("report")(report_command)
 
+from tracker.interchange import cli as interop_cli  # noqa: E402
+
+app.add_typer(interop_cli.fhir_app, name="fhir")
+app.add_typer(interop_cli.dicom_app, name="dicom")
+
+from tracker import web_admin_cli  # noqa: E402
+
+app.add_typer(web_admin_cli.users_app, name="users")
+app.command("audit")(web_admin_cli.audit_command)
+
 
 class _State:
     database_url: str | None = None
@@ -173,10 +183,24 @@ def _print_import(added: dict[str, int], unchanged: dict[str, int]) -> None:
 @app.command("export")
 def export_command(
     folder: Annotated[Path, typer.Argument(help="Folder to write the CSV files into.")],
+    deidentified: Annotated[
+        bool,
+        typer.Option(
+            "--deidentified",
+            help="For research: mrn hashed with HO_TRACKER_DEID_KEY, identifiers dropped, "
+            "dates shifted per patient.",
+        ),
+    ] = False,
+    keep_team: Annotated[
+        bool, typer.Option("--keep-team", help="With --deidentified: keep the team column.")
+    ] = False,
 ) -> None:
     """Export every record as interchange CSV v1."""
     from tracker.interchange.csv_export import export_folder
 
+    if deidentified:
+        interop_cli.export_deidentified(folder, keep_team)
+        return
     engine = _engine()
     with BarProgress() as progress:
         counts = export_folder(engine, folder, progress=progress)
@@ -395,11 +419,20 @@ def _print_assessment(doc: dict[str, Any]) -> None:
 # --- the newcomer's command -------------------------------------------------------------
 
 
+HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+
+
 @app.command("demo")
 def demo_command(
     data: Annotated[Path, typer.Option(help="Folder of demo CSVs.")] = DEMO_DIR,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Then run the web app and scheduler.")
+    ] = True,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
 ) -> None:
-    """Load the demo cohort into the database (once) and show it."""
+    """Load the demo cohort (once), add demo users, then serve the web app."""
     from tracker.interchange.csv_import import import_folder
 
     engine = _engine()
@@ -409,8 +442,39 @@ def demo_command(
         f"Demo cohort loaded into {engine.url.render_as_string(hide_password=True)} "
         f"({summary.total_added} new rows)."
     )
-    patients_list(team=None, injury=None, ho=None, search=None, limit=None)
-    out.print("Next: `ho-tracker patient show H-READY` tells one patient's story.")
+    if not serve:
+        patients_list(team=None, injury=None, ho=None, search=None, limit=None)
+        out.print("Next: `ho-tracker patient show H-READY` tells one patient's story.")
+        return
+    from tracker.web.launch import DEMO_PASSWORD, address, ensure_demo_users
+
+    users = ensure_demo_users(engine=engine)
+    out.print(
+        f"Open {address(host, port)} and sign in as "
+        + ", ".join(u.username for u in users)
+        + f" (password: {DEMO_PASSWORD}). Stop with Ctrl+C."
+    )
+    _serve(engine, host, port)
+
+
+@app.command("serve")
+def serve_command(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+    """Run the web app (and the reminder scheduler) under uvicorn; GET /healthz probes it."""
+    from tracker.web.launch import address
+
+    engine = _engine()
+    out.print(f"Serving on {address(host, port)}")
+    _serve(engine, host, port)
+
+
+def _serve(engine: Engine, host: str, port: int) -> None:
+    import uvicorn
+
+    from tracker.config import get_settings
+    from tracker.web.app import create_app
+
+    app_ = create_app(get_settings(), engine, run_scheduler=True)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 # --- helpers ----------------------------------------------------------------------------

@@ -186,3 +186,26 @@ class ReminderStatus(StrEnum):
     satisfied = "satisfied"
     acknowledged = "acknowledged"
     cancelled = "cancelled"
+
+
+class Role(StrEnum):
+    """What a web-app user may do (issue 6): clinicians log and correct records,
+    surgeons read and acknowledge readiness, admins manage users and the protocol."""
+
+    clinician = "clinician"
+    surgeon = "surgeon"
+    admin = "admin"
+
+
+class AuditAction(StrEnum):
+    """What an audit row records (issue 6)."""
+
+    create = "create"
+    correct = "correct"
+    void = "void"
+    view = "view"
+    import_ = "import"
+    sign_in = "sign_in"
+    sign_in_failed = "sign_in_failed"
+    acknowledge = "acknowledge"
+    user_add = "user_add"

@@ -55,8 +55,12 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
 
 
 def _select_for(file: FileFormat) -> sa.Select:
+    # Voided rows are invisible to export and to the import's natural-key matching
+    # (issue 6): a voided record never blocks re-entering the corrected one.
     if file is fmt.PATIENTS:
-        return sa.select(*[patient.c[name] for name in file.column_names])
+        return sa.select(*[patient.c[name] for name in file.column_names]).where(
+            patient.c.voided_at.is_(None)
+        )
     if file is fmt.IMAGING:
         columns = [
             patient.c.mrn
@@ -66,10 +70,19 @@ def _select_for(file: FileFormat) -> sa.Select:
             else finding.c[name]
             for name in file.column_names
         ]
-        return sa.select(*columns).select_from(finding.join(study).join(patient))
+        return (
+            sa.select(*columns)
+            .select_from(finding.join(study).join(patient))
+            .where(finding.c.voided_at.is_(None), study.c.voided_at.is_(None))
+            .where(patient.c.voided_at.is_(None))
+        )
     table = SIMPLE_TABLES[file.name]
     columns = [patient.c.mrn if n == "mrn" else table.c[n] for n in file.column_names]
-    return sa.select(*columns).select_from(table.join(patient))
+    return (
+        sa.select(*columns)
+        .select_from(table.join(patient))
+        .where(table.c.voided_at.is_(None), patient.c.voided_at.is_(None))
+    )
 
 
 def _patient_id_column(file: FileFormat) -> sa.ColumnElement[Any]:
@@ -135,7 +148,8 @@ def study_index(conn: Connection, patient_ids: Sequence[int]) -> pd.DataFrame:
         study.c.id, study.c.patient_id, study.c.date, study.c.modality, study.c.accession
     )
     for part in chunks(list(patient_ids)):
-        rows.extend(conn.execute(query.where(study.c.patient_id.in_(part))).all())
+        live = study.c.voided_at.is_(None)
+        rows.extend(conn.execute(query.where(study.c.patient_id.in_(part), live)).all())
     frame = pd.DataFrame(rows, columns=["study_id", "patient_id", *STUDY_COLUMNS], dtype=object)
     frame["date"] = frame["date"].map(lambda d: d.isoformat(), na_action="ignore")
     return frame

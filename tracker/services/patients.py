@@ -38,6 +38,8 @@ def list_patients(
     """Patients matching every filter given, by mrn; three queries whatever the size."""
     p = table_of(Patient).c
     query = sa.select(p.id, p.mrn, p.family_name, p.given_name, p.birth_date, p.sex, p.team)
+    # voided records are invisible to every reader (issue 6)
+    query = query.where(p.voided_at.is_(None))
     if team:
         query = query.where(p.team == team)
     if search:
@@ -51,17 +53,22 @@ def list_patients(
         )
     i = table_of(Injury).c
     if injury:
-        query = query.where(p.id.in_(sa.select(i.patient_id).where(i.kind == injury)))
+        query = query.where(
+            p.id.in_(sa.select(i.patient_id).where(i.kind == injury, i.voided_at.is_(None)))
+        )
     s, f = table_of(ImagingStudy).c, table_of(SiteFinding).c
     ho_sites = (
         sa.select(s.patient_id, sa.func.count(sa.distinct(f.site + ":" + f.side)).label("n"))
         .select_from(table_of(SiteFinding).join(table_of(ImagingStudy)))
-        .where(f.ho == "present")
+        .where(f.ho == "present", f.voided_at.is_(None), s.voided_at.is_(None))
         .group_by(s.patient_id)
         .subquery()
     )
     last_imaging = (
-        sa.select(s.patient_id, sa.func.max(s.date).label("last")).group_by(s.patient_id).subquery()
+        sa.select(s.patient_id, sa.func.max(s.date).label("last"))
+        .where(s.voided_at.is_(None))
+        .group_by(s.patient_id)
+        .subquery()
     )
     query = (
         query.add_columns(
@@ -84,7 +91,9 @@ def list_patients(
         for start in range(0, len(ids), 5000):
             part = ids[start : start + 5000]
             for pid, kind, date in conn.execute(
-                sa.select(i.patient_id, i.kind, i.date).where(i.patient_id.in_(part))
+                sa.select(i.patient_id, i.kind, i.date).where(
+                    i.patient_id.in_(part), i.voided_at.is_(None)
+                )
             ):
                 injuries.setdefault(pid, []).append((date, kind))
     summaries = []

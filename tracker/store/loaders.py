@@ -77,37 +77,41 @@ def story_records(story: PatientStory) -> rec.PatientRecords:
     )
 
 
+# Voided rows are invisible to every reader (issue 6), so each query keeps live rows only.
 _QUERIES = {
-    "patients": ("SELECT mrn FROM patient", ()),
+    "patients": ("SELECT mrn FROM patient WHERE voided_at IS NULL", ()),
     "injuries": (
-        "SELECT p.mrn, i.kind, i.date FROM injury i JOIN patient p ON p.id = i.patient_id",
+        "SELECT p.mrn, i.kind, i.date FROM injury i JOIN patient p ON p.id = i.patient_id "
+        "WHERE i.voided_at IS NULL AND p.voided_at IS NULL",
         ("date",),
     ),
     "findings": (
         "SELECT p.mrn, s.date, s.modality, f.site, f.side, f.ho, f.soft_tissue, "
         "f.calcification, f.cortex, f.trabeculae, f.vascularity, f.uptake, f.brooker, "
         "f.della_valle, f.size_mm FROM site_finding f "
-        "JOIN imaging_study s ON s.id = f.study_id JOIN patient p ON p.id = s.patient_id",
+        "JOIN imaging_study s ON s.id = f.study_id JOIN patient p ON p.id = s.patient_id "
+        "WHERE f.voided_at IS NULL AND s.voided_at IS NULL AND p.voided_at IS NULL",
         ("date",),
     ),
     "bone_scans": (
         "SELECT p.mrn, b.date, b.site, b.side, b.phase, b.ratio FROM bone_scan_measurement b "
-        "JOIN patient p ON p.id = b.patient_id",
+        "JOIN patient p ON p.id = b.patient_id WHERE b.voided_at IS NULL AND p.voided_at IS NULL",
         ("date",),
     ),
     "courses": (
         "SELECT p.mrn, c.agent, c.intent, c.start_date, c.end_date, c.planned_weeks "
-        "FROM treatment_course c JOIN patient p ON p.id = c.patient_id",
+        "FROM treatment_course c JOIN patient p ON p.id = c.patient_id "
+        "WHERE c.voided_at IS NULL AND p.voided_at IS NULL",
         ("start_date", "end_date"),
     ),
     "procedures": (
         "SELECT p.mrn, r.kind, r.date, r.site, r.side FROM procedure r "
-        "JOIN patient p ON p.id = r.patient_id",
+        "JOIN patient p ON p.id = r.patient_id WHERE r.voided_at IS NULL AND p.voided_at IS NULL",
         ("date",),
     ),
     "labs": (
         "SELECT p.mrn, l.date, l.analyte, l.value, l.ref_high, l.unit FROM lab_result l "
-        "JOIN patient p ON p.id = l.patient_id",
+        "JOIN patient p ON p.id = l.patient_id WHERE l.voided_at IS NULL AND p.voided_at IS NULL",
         ("date",),
     ),
 }

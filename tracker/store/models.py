@@ -63,11 +63,45 @@ class Timestamped(SQLModel):
     )
 
 
-class Patient(Timestamped, table=True):
+_LIVE = sa.text("voided_at IS NULL")
+
+
+def voided_with_reason() -> sa.CheckConstraint:
+    return sa.CheckConstraint(
+        "voided_at IS NULL OR (voided_reason IS NOT NULL AND length(voided_reason) > 0)",
+        name="voided_with_reason",
+    )
+
+
+def live_unique(table: str, *columns: str, where: str | None = None) -> sa.Index:
+    """A natural key that ignores voided rows, so a voided record never blocks
+    re-entering the corrected one (issue 6)."""
+    clause = sa.text(f"{where} AND voided_at IS NULL") if where else _LIVE
+    return sa.Index(
+        f"uq_{table}_{'_'.join(columns)}",
+        *columns,
+        unique=True,
+        sqlite_where=clause,
+        postgresql_where=clause,
+    )
+
+
+class Recorded(Timestamped):
+    """A clinical record: corrected under a version check, never deleted, only voided."""
+
+    # optimistic concurrency: a correction names the version it started from
+    version: int = Field(default=1, nullable=False, sa_column_kwargs={"server_default": "1"})
+    voided_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    voided_reason: str | None = None
+    voided_by: str | None = Field(default=None, max_length=200)
+
+
+class Patient(Recorded, table=True):
     __tablename__ = "patient"
     __table_args__ = (
         one_of("sex", vocab.Sex, nullable=True),
         sa.CheckConstraint("length(mrn) > 0", name="mrn_not_blank"),
+        voided_with_reason(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -85,11 +119,12 @@ class Patient(Timestamped, table=True):
     )
 
 
-class Injury(Timestamped, table=True):
+class Injury(Recorded, table=True):
     __tablename__ = "injury"
     __table_args__ = (
         one_of("kind", vocab.InjuryKind),
-        sa.UniqueConstraint("patient_id", "kind", "date"),
+        live_unique("injury", "patient_id", "kind", "date"),
+        voided_with_reason(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -99,7 +134,7 @@ class Injury(Timestamped, table=True):
     notes: str | None = None
 
 
-class ImagingStudy(Timestamped, table=True):
+class ImagingStudy(Recorded, table=True):
     """One examination. Its natural key is (patient, date, modality, accession);
     a study without an accession number is unique on (patient, date, modality)."""
 
@@ -112,8 +147,8 @@ class ImagingStudy(Timestamped, table=True):
             "date",
             "modality",
             unique=True,
-            sqlite_where=sa.text("accession IS NULL"),
-            postgresql_where=sa.text("accession IS NULL"),
+            sqlite_where=sa.text("accession IS NULL AND voided_at IS NULL"),
+            postgresql_where=sa.text("accession IS NULL AND voided_at IS NULL"),
         ),
         sa.Index(
             "uq_imaging_study_accession",
@@ -122,9 +157,10 @@ class ImagingStudy(Timestamped, table=True):
             "modality",
             "accession",
             unique=True,
-            sqlite_where=sa.text("accession IS NOT NULL"),
-            postgresql_where=sa.text("accession IS NOT NULL"),
+            sqlite_where=sa.text("accession IS NOT NULL AND voided_at IS NULL"),
+            postgresql_where=sa.text("accession IS NOT NULL AND voided_at IS NULL"),
         ),
+        voided_with_reason(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -134,7 +170,7 @@ class ImagingStudy(Timestamped, table=True):
     accession: str | None = Field(default=None, max_length=64)
 
 
-class SiteFinding(Timestamped, table=True):
+class SiteFinding(Recorded, table=True):
     """What one study showed at one site (one imaging.csv row)."""
 
     __tablename__ = "site_finding"
@@ -154,7 +190,8 @@ class SiteFinding(Timestamped, table=True):
             name="brooker_range",
         ),
         positive("size_mm"),
-        sa.UniqueConstraint("study_id", "site", "side"),
+        live_unique("site_finding", "study_id", "site", "side"),
+        voided_with_reason(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -176,7 +213,7 @@ class SiteFinding(Timestamped, table=True):
     notes: str | None = None
 
 
-class BoneScanMeasurement(Timestamped, table=True):
+class BoneScanMeasurement(Recorded, table=True):
     """A quantitative bone-scan ratio: lesion ROI counts over normal-bone ROI counts."""
 
     __tablename__ = "bone_scan_measurement"
@@ -187,7 +224,10 @@ class BoneScanMeasurement(Timestamped, table=True):
         sa.CheckConstraint("ratio > 0", name="ratio_positive"),
         positive("lesion_counts"),
         positive("reference_counts"),
-        sa.UniqueConstraint("patient_id", "date", "site", "side", "phase", "ratio"),
+        live_unique(
+            "bone_scan_measurement", "patient_id", "date", "site", "side", "phase", "ratio"
+        ),
+        voided_with_reason(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -202,7 +242,7 @@ class BoneScanMeasurement(Timestamped, table=True):
     reference_region: str | None = Field(default=None, max_length=100)
 
 
-class TreatmentCourse(Timestamped, table=True):
+class TreatmentCourse(Recorded, table=True):
     __tablename__ = "treatment_course"
     __table_args__ = (
         one_of("agent", vocab.Agent),
@@ -213,7 +253,8 @@ class TreatmentCourse(Timestamped, table=True):
         sa.CheckConstraint("(site IS NULL) = (side IS NULL)", name="site_with_side"),
         positive("planned_weeks"),
         positive("dose"),
-        sa.UniqueConstraint("patient_id", "agent", "intent", "start_date"),
+        live_unique("treatment_course", "patient_id", "agent", "intent", "start_date"),
+        voided_with_reason(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -229,13 +270,14 @@ class TreatmentCourse(Timestamped, table=True):
     side: str | None = Field(default=None, max_length=10)
 
 
-class Procedure(Timestamped, table=True):
+class Procedure(Recorded, table=True):
     __tablename__ = "procedure"
     __table_args__ = (
         one_of("kind", vocab.ProcedureKind),
         one_of("site", vocab.Site),
         one_of("side", vocab.Side),
-        sa.UniqueConstraint("patient_id", "kind", "date", "site", "side"),
+        live_unique("procedure", "patient_id", "kind", "date", "site", "side"),
+        voided_with_reason(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -247,14 +289,15 @@ class Procedure(Timestamped, table=True):
     notes: str | None = None
 
 
-class LabResult(Timestamped, table=True):
+class LabResult(Recorded, table=True):
     __tablename__ = "lab_result"
     __table_args__ = (
         one_of("analyte", vocab.Analyte),
         sa.CheckConstraint(
             "ref_low IS NULL OR ref_high IS NULL OR ref_low <= ref_high", name="ref_range_ordered"
         ),
-        sa.UniqueConstraint("patient_id", "date", "analyte"),
+        live_unique("lab_result", "patient_id", "date", "analyte"),
+        voided_with_reason(),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -408,6 +451,92 @@ class TeamDigest(SQLModel, table=True):
     message_id: str = Field(max_length=200, nullable=False)
     reminders: int = Field(nullable=False)
     sent_at: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)
+
+
+class UserAccount(Timestamped, table=True):
+    """Someone who signs in to the web app (issue 6); the role decides what they may do."""
+
+    __tablename__ = "user_account"
+    __table_args__ = (
+        one_of("role", vocab.Role),
+        sa.CheckConstraint("length(username) > 0", name="username_not_blank"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=200, unique=True, nullable=False)
+    role: str = Field(max_length=20, nullable=False)
+    password_hash: str = Field(max_length=500, nullable=False)  # argon2id, never the password
+    active: bool = Field(default=True, nullable=False)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(
+        sa_column_args=[foreign_key("user_account.id")], nullable=False, index=True
+    )
+    token_hash: str = Field(max_length=64, unique=True, nullable=False)
+    name: str = Field(max_length=200, nullable=False)
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_type=sa.DateTime(timezone=True),
+        sa_column_kwargs={"server_default": sa.func.now()},
+        nullable=False,
+    )
+    last_used: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what to which record, when, with the record before and after (issue 6).
+
+    `username` is NULL for the system itself; `before`/`after` are JSON text."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        one_of("action", vocab.AuditAction),
+        sa.Index("ix_audit_event_mrn_at", "mrn", "at"),
+        sa.Index("ix_audit_event_at", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True), nullable=False)
+    username: str | None = Field(default=None, max_length=200)
+    action: str = Field(max_length=20, nullable=False)
+    entity: str | None = Field(default=None, max_length=40)  # the table name
+    entity_id: int | None = None
+    mrn: str | None = Field(default=None, max_length=64)
+    before: str | None = None
+    after: str | None = None
+
+
+class DicomPendingSite(Timestamped, table=True):
+    """A site named by imported DICOM headers (Body Part Examined, Laterality) that
+    waits for a clinician to record the finding; one per study, body part and side."""
+
+    __tablename__ = "dicom_pending_site"
+    __table_args__ = (
+        one_of("site", vocab.Site, nullable=True),
+        one_of("side", vocab.Side, nullable=True),
+        sa.CheckConstraint("status IN ('pending', 'completed')", name="status_allowed"),
+        sa.UniqueConstraint("study_id", "body_part", "laterality"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(
+        sa_column_args=[foreign_key("imaging_study.id")], nullable=False, index=True
+    )
+    body_part: str = Field(default="", max_length=64, nullable=False)  # '' when absent
+    laterality: str = Field(default="", max_length=16, nullable=False)  # '' when absent
+    site: str | None = Field(default=None, max_length=20)  # mapped from body_part, if known
+    side: str | None = Field(default=None, max_length=10)
+    source_file: str = Field(max_length=500, nullable=False)
+    status: str = Field(default="pending", max_length=20, nullable=False)
+    completed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    completed_by: str | None = Field(default=None, max_length=200)
 
 
 CLINICAL_TABLES = (

@@ -40,19 +40,23 @@ class PatientStory:
 
 def load_story(session: Session, mrn: str) -> PatientStory:
     """Everything recorded for `mrn`, each kind in date order; NotFound if unknown."""
-    patient = session.exec(select(Patient).where(Patient.mrn == mrn)).first()
+    patient = session.exec(
+        select(Patient).where(Patient.mrn == mrn, col(Patient.voided_at).is_(None))
+    ).first()
     if patient is None:
         raise NotFound(f"No patient with mrn '{mrn}'; check the number or import the patient.")
     pid = patient.id
     studies = session.exec(
         select(ImagingStudy)
-        .where(ImagingStudy.patient_id == pid)
+        .where(ImagingStudy.patient_id == pid, col(ImagingStudy.voided_at).is_(None))
         .order_by(col(ImagingStudy.date), col(ImagingStudy.modality), col(ImagingStudy.id))
     ).all()
     findings = session.exec(
         select(SiteFinding)
         .join(ImagingStudy)
-        .where(ImagingStudy.patient_id == pid)
+        # voided records are invisible to every reader (issue 6)
+        .where(ImagingStudy.patient_id == pid, col(ImagingStudy.voided_at).is_(None))
+        .where(col(SiteFinding.voided_at).is_(None))
         .order_by(col(SiteFinding.site), col(SiteFinding.side))
     ).all()
     by_study = {s.id: Study(s) for s in studies}
@@ -62,14 +66,19 @@ def load_story(session: Session, mrn: str) -> PatientStory:
         patient=patient,
         injuries=list(
             session.exec(
-                select(Injury).where(Injury.patient_id == pid).order_by(col(Injury.date))
+                select(Injury)
+                .where(Injury.patient_id == pid, col(Injury.voided_at).is_(None))
+                .order_by(col(Injury.date))
             ).all()
         ),
         studies=list(by_study.values()),
         bone_scans=list(
             session.exec(
                 select(BoneScanMeasurement)
-                .where(BoneScanMeasurement.patient_id == pid)
+                .where(
+                    BoneScanMeasurement.patient_id == pid,
+                    col(BoneScanMeasurement.voided_at).is_(None),
+                )
                 .order_by(
                     col(BoneScanMeasurement.date),
                     col(BoneScanMeasurement.site),
@@ -81,19 +90,21 @@ def load_story(session: Session, mrn: str) -> PatientStory:
         courses=list(
             session.exec(
                 select(TreatmentCourse)
-                .where(TreatmentCourse.patient_id == pid)
+                .where(TreatmentCourse.patient_id == pid, col(TreatmentCourse.voided_at).is_(None))
                 .order_by(col(TreatmentCourse.start_date))
             ).all()
         ),
         procedures=list(
             session.exec(
-                select(Procedure).where(Procedure.patient_id == pid).order_by(col(Procedure.date))
+                select(Procedure)
+                .where(Procedure.patient_id == pid, col(Procedure.voided_at).is_(None))
+                .order_by(col(Procedure.date))
             ).all()
         ),
         labs=list(
             session.exec(
                 select(LabResult)
-                .where(LabResult.patient_id == pid)
+                .where(LabResult.patient_id == pid, col(LabResult.voided_at).is_(None))
                 .order_by(col(LabResult.date), col(LabResult.analyte))
             ).all()
         ),

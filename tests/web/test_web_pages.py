@@ -1,0 +1,241 @@
+"""Pages and API behaviour: sign-in, CSRF, rate limit, audit of views, forms that
+keep what was typed, the version check, and 422s with field paths."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from tests.web.web_support import (
+    PASSWORD,
+    api_token,
+    csrf_in,
+    sign_in,
+)
+
+
+def test_session_cookie_is_httponly_and_samesite(client: TestClient) -> None:
+    page = client.get("/signin")
+    response = client.post(
+        "/signin",
+        data={"username": "clinician", "password": PASSWORD, "csrf_token": csrf_in(page.text)},
+    )
+    cookie = response.headers["set-cookie"].lower()
+    assert "ho_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    assert client.get("/worklist").status_code == 200
+
+
+def test_wrong_password_is_refused_with_a_sentence(client: TestClient) -> None:
+    page = client.get("/signin")
+    response = client.post(
+        "/signin",
+        data={"username": "clinician", "password": "nope", "csrf_token": csrf_in(page.text)},
+    )
+    assert response.status_code == 401
+    assert "do not match" in response.text
+    assert 'value="clinician"' in response.text  # what was typed is kept
+
+
+def test_sign_in_without_its_csrf_token_is_refused(client: TestClient) -> None:
+    client.get("/signin")
+    response = client.post("/signin", data={"username": "clinician", "password": PASSWORD})
+    assert response.status_code == 403
+
+
+def test_repeated_failed_sign_ins_are_locked_out_even_with_the_right_password(
+    client: TestClient,
+) -> None:
+    for _ in range(5):
+        page = client.get("/signin")
+        client.post(
+            "/signin",
+            data={"username": "surgeon", "password": "wrong", "csrf_token": csrf_in(page.text)},
+        )
+    page = client.get("/signin")
+    response = client.post(
+        "/signin",
+        data={"username": "surgeon", "password": PASSWORD, "csrf_token": csrf_in(page.text)},
+    )
+    assert response.status_code == 429
+    assert "Too many failed sign-ins" in response.text
+
+
+def test_a_form_post_without_the_session_csrf_token_is_refused(client: TestClient) -> None:
+    sign_in(client, "clinician")
+    response = client.post(
+        "/patients/H-READY/labs/new",
+        data={"date": "2026-01-05", "analyte": "alp", "value": "90", "unit": "U/L"},
+    )
+    assert response.status_code == 403
+    assert "security token" in response.text
+
+
+def test_patient_page_shows_criteria_and_evidence_and_is_audited(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    from tracker.services.audit import audit_trail
+
+    sign_in(client, "surgeon")
+    page = client.get("/patients/H-READY?as_of=2026-10-31")
+    assert page.status_code == 200
+    assert "radiographic maturity" in page.text and "scan stabilised" in page.text
+    assert 'data-readiness="ready"' in page.text
+    views = [e for e in audit_trail(engine=demo_engine, mrn="H-READY") if e.action == "view"]
+    assert views and views[0].username == "surgeon"
+
+
+def test_patient_list_filters_live_in_the_url(client: TestClient) -> None:
+    sign_in(client, "clinician")
+    page = client.get("/patients?readiness=ready")
+    assert page.status_code == 200
+    assert "H-READY" in page.text and "H-FOP" not in page.text
+    assert "H-FOP" in client.get("/patients?flag=genetic_ho").text
+    refused = client.get("/patients?stage=ripe")
+    assert refused.status_code == 422 and "stage" in refused.text
+
+
+def test_unknown_patient_is_a_404_page_and_api_answer(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    sign_in(client, "clinician")
+    assert client.get("/patients/NOBODY").status_code == 404
+    token = api_token(demo_engine, "clinician")
+    answer = client.get("/api/v1/patients/NOBODY", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 404 and "NOBODY" in answer.json()["detail"]
+
+
+def test_impossible_lab_is_refused_in_place_keeping_what_was_typed(client: TestClient) -> None:
+    sign_in(client, "clinician")
+    form = client.get("/patients/H-READY/labs/new")
+    response = client.post(
+        "/patients/H-READY/labs/new",
+        data={
+            "csrf_token": csrf_in(form.text),
+            "date": "1900-01-01",  # before the patient was born
+            "analyte": "alp",
+            "value": "123.5",
+            "unit": "U/L",
+        },
+    )
+    assert response.status_code == 422
+    assert 'aria-invalid="true"' in response.text
+    assert 'value="123.5"' in response.text and 'value="U/L"' in response.text
+    assert re.search(r'id="f-date-err">[^<]*birth', response.text), response.text[-3000:]
+
+
+def test_imaging_study_with_two_sites_is_saved_and_shown(client: TestClient) -> None:
+    sign_in(client, "clinician")
+    form = client.get("/patients/H-READY/imaging/new")
+    response = client.post(
+        "/patients/H-READY/imaging/new",
+        data={
+            "csrf_token": csrf_in(form.text),
+            "date": "2026-09-01",
+            "modality": "radiograph",
+            "findings[0].site": "knee",
+            "findings[0].side": "left",
+            "findings[0].ho": "present",
+            "findings[0].calcification": "zonal",
+            "findings[1].site": "elbow",
+            "findings[1].side": "right",
+            "findings[1].ho": "present",
+            "save": "1",
+        },
+    )
+    assert response.status_code == 303, response.text
+    page = client.get("/patients/H-READY?as_of=2026-10-31")
+    assert 'id="site-knee-left"' in page.text and 'id="site-elbow-right"' in page.text
+
+
+def test_the_second_of_two_concurrent_corrections_is_refused(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    from tracker.services.patients import patient_story
+
+    sign_in(client, "clinician")
+    story, _ = patient_story(engine=demo_engine, mrn="H-READY")
+    lab = story.labs[0]
+    url = f"/patients/H-READY/labs/{lab.id}/edit"
+    first = client.get(url)
+    second = client.get(url)
+    values = {
+        "date": lab.date.isoformat(),
+        "analyte": lab.analyte,
+        "unit": lab.unit,
+        "save": "1",
+    }
+    token, version = csrf_in(first.text), re.search(r'name="version" value="(\d+)"', first.text)
+    assert version
+    ok = client.post(url, data={**values, "value": "77", "csrf_token": token,
+                                "version": version.group(1)})  # fmt: skip
+    assert ok.status_code == 303, ok.text
+    late = client.post(url, data={**values, "value": "88", "csrf_token": csrf_in(second.text),
+                                  "version": version.group(1)})  # fmt: skip
+    assert late.status_code == 409
+    assert "reload" in late.text.lower()
+    assert 'value="88"' in late.text  # the refused change is still on screen to re-apply
+
+
+def test_api_refuses_impossible_values_with_field_paths(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    token = api_token(demo_engine, "clinician")
+    auth = {"Authorization": f"Bearer {token}"}
+    typed = client.post(
+        "/api/v1/patients/H-READY/imaging",
+        json={"date": "2026-01-01", "modality": "radiograph",
+              "findings": [{"site": "hip", "side": "left", "ho": "present", "brooker": 7}]},
+        headers=auth,
+    )  # fmt: skip
+    assert typed.status_code == 422
+    assert typed.json()["detail"][0]["loc"] == ["body", "findings", 0, "brooker"]
+    course = client.post(
+        "/api/v1/patients/H-READY/courses",
+        json={"agent": "indomethacin", "intent": "prophylaxis", "start_date": "1850-01-01"},
+        headers=auth,
+    )
+    assert course.status_code == 422
+    assert any("start_date" in e["loc"] for e in course.json()["detail"])
+
+
+def test_api_assessment_equals_the_cli_json(client: TestClient, demo_engine: Engine) -> None:
+    import datetime as dt
+
+    from tracker.services.assessment import assess_one
+    from tracker.staging import to_json
+
+    token = api_token(demo_engine, "surgeon")
+    answer = client.get(
+        "/api/v1/patients/H-READY/assessment?as_of=2026-10-31",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    expected = to_json(assess_one(engine=demo_engine, mrn="H-READY", as_of=dt.date(2026, 10, 31)))
+    assert answer.json() == expected
+
+
+def test_a_surgeon_acknowledges_only_readiness_reviews(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    import datetime as dt
+
+    from tracker.protocol import Protocol
+    from tracker.reminders.delivery import worklist
+    from tracker.reminders.planner import plan
+
+    plan(engine=demo_engine, as_of=dt.date(2026, 10, 31), protocol=Protocol())
+    rows = [r for s in ("pending", "due") for r in worklist(engine=demo_engine, status=s)]
+    other = next(r for r in rows if r["rule"] != "readiness_review")
+    token = api_token(demo_engine, "surgeon")
+    refused = client.post(
+        f"/api/v1/reminders/{other['id']}/acknowledge",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert refused.status_code == 403
+    clinician = api_token(demo_engine, "clinician")
+    done = client.post(
+        f"/api/v1/reminders/{other['id']}/acknowledge",
+        headers={"Authorization": f"Bearer {clinician}"},
+    )
+    assert done.status_code == 200 and done.json()["status"] == "acknowledged"

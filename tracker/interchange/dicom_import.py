@@ -1,0 +1,226 @@
+"""`ho-tracker dicom import PATH...`: imaging studies from DICOM headers.
+
+Only headers are read (pixel data is never loaded). Each file gives a study of a
+stored patient (PatientID = mrn) on StudyDate, with its modality mapped to the
+tracker's and its accession number; Body Part Examined and Laterality, where
+present, give a pending site for a clinician to complete with the finding.
+
+All or nothing, like every import: every file is read and checked first, any
+problem (not DICOM, no date, unknown patient, a modality the tracker does not
+follow) is reported by file and element and nothing is written. A study is known
+by its natural key (patient, date, modality, accession), so importing the same
+files again adds nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+import sqlalchemy as sa
+from pydicom.errors import InvalidDicomError
+from sqlalchemy.engine import Engine
+
+from tracker.errors import Problem, TrackerError, ValidationFailed
+from tracker.interchange import fhir_codes as codes
+from tracker.store.models import DicomPendingSite, ImagingStudy, Patient, table_of
+
+# DICOM Body Part Examined (0018,0015) defined terms (PS3.16 annex L) -> tracker site.
+BODY_PART_SITE = {
+    "HIP": "hip", "KNEE": "knee", "ELBOW": "elbow", "SHOULDER": "shoulder",
+    "THIGH": "thigh", "FEMUR": "thigh", "PELVIS": "pelvis", "SPINE": "spine",
+    "CSPINE": "spine", "TSPINE": "spine", "LSPINE": "spine", "SSPINE": "spine",
+    "ANKLE": "ankle", "WRIST": "wrist", "HAND": "hand", "FOOT": "foot", "JAW": "jaw",
+    "TMJ": "jaw",
+}  # fmt: skip
+LATERALITY_SIDE = {"L": "left", "R": "right"}
+PATIENT_ID = "(0010,0020) PatientID"
+STUDY_DATE = "(0008,0020) StudyDate"
+MODALITY = "(0008,0060) Modality"
+
+
+@dataclass(frozen=True)
+class DicomStudy:
+    """What one file's header says."""
+
+    source: str
+    mrn: str
+    date: dt.date
+    modality: str
+    accession: str | None
+    body_part: str
+    laterality: str
+
+
+@dataclass
+class DicomSummary:
+    files: int = 0
+    studies_added: int = 0
+    sites_added: int = 0
+    unchanged: int = 0
+    studies: list[DicomStudy] = field(default_factory=list)
+
+
+def dicom_files(paths: Iterable[Path]) -> list[Path]:
+    """The files named, and every file under the folders named, in a stable order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise TrackerError(f"{path} is neither a file nor a folder; name DICOM files.")
+    return found
+
+
+def read_header(path: Path, today: dt.date) -> tuple[DicomStudy | None, list[Problem]]:
+    source = str(path)
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as error:
+        return None, [Problem(source, None, "file", f"is not a DICOM file ({error})")]
+    problems = []
+
+    def text(keyword: str) -> str:
+        value = header.get(keyword)
+        return str(value).strip() if value is not None else ""
+
+    mrn = text("PatientID")
+    if not mrn:
+        problems.append(Problem(source, None, PATIENT_ID, "is missing; it must be the mrn"))
+    raw_date = text("StudyDate")
+    date = None
+    if not raw_date:
+        problems.append(Problem(source, None, STUDY_DATE, "is missing; the study needs a date"))
+    else:
+        try:
+            date = dt.datetime.strptime(raw_date, "%Y%m%d").date()
+        except ValueError:
+            problems.append(Problem(source, None, STUDY_DATE, f"'{raw_date}' is not YYYYMMDD"))
+        else:
+            if date > today:
+                problems.append(Problem(source, None, STUDY_DATE, f"{date} is in the future"))
+    raw_modality = text("Modality").upper()
+    modality = codes.DICOM_MODALITY.get(raw_modality)
+    if modality is None:
+        allowed = ", ".join(sorted(codes.DICOM_MODALITY))
+        problems.append(
+            Problem(source, None, MODALITY, f"'{raw_modality}' is not followed; one of {allowed}")
+        )
+    laterality = text("Laterality") or text("ImageLaterality")
+    if problems or date is None or modality is None:
+        return None, problems
+    return (
+        DicomStudy(
+            source=source,
+            mrn=mrn,
+            date=date,
+            modality=modality,
+            accession=text("AccessionNumber") or None,
+            body_part=text("BodyPartExamined").upper(),
+            laterality=laterality.upper(),
+        ),
+        [],
+    )
+
+
+def import_dicom(
+    engine: Engine, paths: Sequence[Path], *, today: dt.date | None = None
+) -> DicomSummary:
+    """Read every header, check all, then store studies and pending sites at once."""
+    today = today or dt.date.today()
+    files = dicom_files(paths)
+    if not files:
+        raise TrackerError("No files found; name DICOM files or folders holding them.")
+    summary = DicomSummary(files=len(files))
+    problems: list[Problem] = []
+    for path in files:
+        study, found = read_header(path, today)
+        problems += found
+        if study is not None:
+            summary.studies.append(study)
+    patient = table_of(Patient)
+    with engine.begin() as conn:
+        mrns = sorted({s.mrn for s in summary.studies})
+        query = sa.select(patient.c.mrn, patient.c.id).where(patient.c.mrn.in_(mrns))
+        if "voided_at" in patient.c:  # a voided patient takes no new studies
+            query = query.where(patient.c.voided_at.is_(None))
+        ids = {mrn: pid for mrn, pid in conn.execute(query).all()}
+        problems += [
+            Problem(
+                s.source, None, PATIENT_ID, f"'{s.mrn}' is not a known patient; import it first"
+            )
+            for s in summary.studies
+            if s.mrn not in ids
+        ]
+        if problems:
+            raise ValidationFailed(problems)
+        for study in summary.studies:
+            _store(conn, study, ids[study.mrn], summary)
+    return summary
+
+
+def _store(conn: sa.Connection, study: DicomStudy, patient_id: int, summary: DicomSummary) -> None:
+    table = table_of(ImagingStudy)
+    query = sa.select(table.c.id).where(
+        table.c.patient_id == patient_id,
+        table.c.date == study.date,
+        table.c.modality == study.modality,
+        table.c.accession == study.accession if study.accession else table.c.accession.is_(None),
+    )
+    if "voided_at" in table.c:  # a voided study is not the study these files describe
+        query = query.where(table.c.voided_at.is_(None))
+    study_id = conn.execute(query).scalar()
+    added = False
+    if study_id is None:
+        inserted = conn.execute(
+            sa.insert(table).values(
+                patient_id=patient_id,
+                date=study.date,
+                modality=study.modality,
+                accession=study.accession,
+            )
+        ).inserted_primary_key
+        assert inserted is not None
+        study_id = inserted[0]
+        summary.studies_added += 1
+        added = True
+    site_added = False
+    if study.body_part or study.laterality:
+        site_added = _pending_site(conn, study, study_id)
+        summary.sites_added += int(site_added)
+    if not (added or site_added):
+        summary.unchanged += 1
+
+
+def _pending_site(conn: sa.Connection, study: DicomStudy, study_id: int) -> bool:
+    pending = table_of(DicomPendingSite)
+    exists = conn.execute(
+        sa.select(pending.c.id).where(
+            pending.c.study_id == study_id,
+            pending.c.body_part == study.body_part,
+            pending.c.laterality == study.laterality,
+        )
+    ).scalar()
+    if exists is not None:
+        return False
+    site = BODY_PART_SITE.get(study.body_part)
+    side = LATERALITY_SIDE.get(study.laterality)
+    if site == "spine" or site == "pelvis":
+        side = side or "midline"
+    conn.execute(
+        sa.insert(pending).values(
+            study_id=study_id,
+            body_part=study.body_part,
+            laterality=study.laterality,
+            site=site,
+            side=side,
+            source_file=study.source[-500:],
+            status="pending",
+        )
+    )
+    return True

@@ -1,0 +1,237 @@
+"""Imaging studies with several site findings at once (issue 6), checked as the rows of
+imaging.csv: one row per finding, sharing the study's date, modality and accession.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tracker.errors import NotFound, Problem, ValidationFailed
+from tracker.interchange import csv_format as fmt
+from tracker.services.record_checks import check_rows
+from tracker.services.record_store import (
+    FINDING,
+    FINDING_FIELDS,
+    STUDY,
+    STUDY_FIELDS,
+    Saved,
+    audit,
+    bump,
+    current,
+    finding_table,
+    flat_path,
+    insert_row,
+    patient_by_id,
+    patient_by_mrn,
+    record_snapshot,
+    refuse_duplicate,
+    refuse_unknown,
+    refuse_unknown_in_row,
+    rows_path,
+    stored_together,
+    study_table,
+    typed,
+    without_timestamps,
+)
+
+
+def add_imaging_study(
+    *,
+    engine: Engine,
+    actor: str,
+    mrn: str,
+    date: Any,
+    modality: Any,
+    findings: Sequence[Mapping[str, Any]],
+    accession: Any = None,
+    notes: Any = None,
+    today: dt.date | None = None,
+) -> Saved:
+    """Record one study with all its site findings at once (each a dict of site, side,
+    ho and the optional features of model-spec section 1). `notes` fills the notes of
+    findings that have none. The returned Saved lists the findings as children."""
+    today = today or dt.date.today()
+    if not findings:
+        raise ValidationFailed(
+            [Problem(STUDY.entity, None, "findings", "give at least one site finding")]
+        )
+    for i, row in enumerate(findings):
+        refuse_unknown_in_row(FINDING, row, FINDING_FIELDS, f"findings[{i}]")
+    path = rows_path("findings", STUDY_FIELDS)
+    study = {"date": date, "modality": modality, "accession": accession}
+    try:
+        with engine.begin() as conn:
+            owner = patient_by_mrn(conn, mrn)
+            rows = check_rows(
+                fmt=fmt.IMAGING,
+                rows=[_finding_row(row, study, notes, owner.mrn) for row in findings],
+                field_path=path,
+                source=STUDY.entity,
+                birth_date=owner.birth_date,
+                today=today,
+            )
+            head = {"patient_id": owner.id, **typed(STUDY, rows[0], STUDY_FIELDS)}
+            refuse_duplicate(conn, STUDY, head, "date")
+            study_id = insert_row(conn, STUDY, head)
+            children = []
+            for row in rows:
+                values = {"study_id": study_id, **typed(FINDING, row, FINDING_FIELDS)}
+                finding_id = insert_row(conn, FINDING, values)
+                children.append(Saved(FINDING.entity, finding_id, 1, owner.mrn))
+            audit(conn, actor, "create", STUDY, study_id, owner.mrn, None)
+    except sa.exc.IntegrityError as error:
+        raise stored_together(error) from error
+    return Saved(STUDY.entity, study_id, 1, owner.mrn, tuple(children))
+
+
+def _finding_row(
+    row: Mapping[str, Any], study: Mapping[str, Any], notes: Any, mrn: str
+) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k != "id"}
+    if notes not in (None, "") and out.get("notes") in (None, ""):
+        out["notes"] = notes
+    return {**out, **study, "mrn": mrn}
+
+
+def correct_imaging_study(
+    *,
+    engine: Engine,
+    actor: str,
+    record_id: int,
+    expected_version: int,
+    changes: Mapping[str, Any],
+    today: dt.date | None = None,
+) -> Saved:
+    """Change a study's date, modality or accession and, with `findings`, its findings:
+    row i corrects the study's i-th live finding in the patient page's order (site,
+    then side), or the one whose `id` it names;
+    rows beyond them add findings. Findings not mentioned are left as they are (void
+    one with `void_record`). The study's version guards the whole change."""
+    today = today or dt.date.today()
+    flat = dict(changes)
+    given = list(flat.pop("findings", None) or [])
+    notes = flat.pop("notes", None)
+    refuse_unknown(STUDY, flat, STUDY_FIELDS)
+    for i, row in enumerate(given):
+        refuse_unknown_in_row(FINDING, row, FINDING_FIELDS, f"findings[{i}]")
+    path = rows_path("findings", STUDY_FIELDS)
+    try:
+        with engine.begin() as conn:
+            before = current(conn, STUDY, record_id, expected_version)
+            owner = patient_by_id(conn, before["patient_id"])
+            snapshot = record_snapshot(conn, STUDY, record_id)
+            stored = {f["id"]: f for f in snapshot["findings"]}
+            # the order the patient page lists them in (story: by site, then side)
+            order = [f["id"] for f in sorted(stored.values(), key=lambda f: (f["site"], f["side"]))]
+            targets: list[int | None] = []
+            for i, row in enumerate(given):
+                named = row.get("id")
+                if named not in (None, ""):
+                    if int(named) not in stored:
+                        raise NotFound(
+                            f"Finding {named} is not a live finding of study {record_id}."
+                        )
+                    targets.append(int(named))
+                else:
+                    targets.append(order[i] if i < len(order) else None)
+            study = {name: flat.get(name, before[name]) for name in STUDY_FIELDS}
+            rows = []
+            for target, row in zip(targets, given, strict=True):
+                base = {k: stored[target][k] for k in FINDING_FIELDS} if target else {}
+                rows.append(_finding_row({**base, **row}, study, notes, owner.mrn))
+            # Untouched findings are checked too: a new date must not precede birth for them
+            untouched = [f for fid, f in stored.items() if fid not in targets]
+            rows += [
+                _finding_row({k: f[k] for k in FINDING_FIELDS}, study, None, owner.mrn)
+                for f in untouched
+            ]
+            if not rows:
+                rows = [{**study, "mrn": owner.mrn}]
+                checked = check_rows(
+                    fmt=fmt.IMAGING,
+                    rows=rows,
+                    field_path=lambda _i, c: c if c in STUDY_FIELDS else f"findings.{c}",
+                    source=STUDY.entity,
+                    birth_date=owner.birth_date,
+                    today=today,
+                )
+            else:
+                checked = check_rows(
+                    fmt=fmt.IMAGING,
+                    rows=rows,
+                    field_path=path,
+                    source=STUDY.entity,
+                    birth_date=owner.birth_date,
+                    today=today,
+                )
+            head = typed(STUDY, checked[0], STUDY_FIELDS)
+            refuse_duplicate(
+                conn, STUDY, {"patient_id": owner.id, **head}, "date", exclude=record_id
+            )
+            version = bump(conn, STUDY, record_id, expected_version, head)
+            for target, row in zip(targets, checked[: len(given)], strict=True):
+                values = typed(FINDING, row, FINDING_FIELDS)
+                if target is None:
+                    insert_row(conn, FINDING, {"study_id": record_id, **values})
+                elif any(stored[target][k] != v for k, v in values.items()):
+                    conn.execute(
+                        sa.update(finding_table)
+                        .where(finding_table.c.id == target)
+                        .values(
+                            **values,
+                            version=finding_table.c.version + 1,
+                            updated_at=dt.datetime.now(dt.UTC),
+                        )
+                    )
+            audit(conn, actor, "correct", STUDY, record_id, owner.mrn, without_timestamps(snapshot))
+    except sa.exc.IntegrityError as error:
+        raise stored_together(error) from error
+    return Saved(STUDY.entity, record_id, version, owner.mrn)
+
+
+def correct_site_finding(
+    *,
+    engine: Engine,
+    actor: str,
+    record_id: int,
+    expected_version: int,
+    changes: Mapping[str, Any],
+    today: dt.date | None = None,
+) -> Saved:
+    """Change one site finding's fields (site, side, ho, features, notes)."""
+    today = today or dt.date.today()
+    refuse_unknown(FINDING, changes, FINDING_FIELDS)
+    try:
+        with engine.begin() as conn:
+            before = current(conn, FINDING, record_id, expected_version)
+            s = study_table.c
+            study = conn.execute(
+                sa.select(s.patient_id, s.date, s.modality, s.accession).where(
+                    s.id == before["study_id"]
+                )
+            ).one()
+            owner = patient_by_id(conn, study.patient_id)
+            merged = {name: before[name] for name in FINDING_FIELDS}
+            merged.update(changes)
+            head = {"date": study.date, "modality": study.modality, "accession": study.accession}
+            (row,) = check_rows(
+                fmt=fmt.IMAGING,
+                rows=[{**merged, **head, "mrn": owner.mrn}],
+                field_path=flat_path,
+                source=FINDING.entity,
+                birth_date=owner.birth_date,
+                today=today,
+            )
+            values = typed(FINDING, row, FINDING_FIELDS)
+            key = {"study_id": before["study_id"], "site": values["site"], "side": values["side"]}
+            refuse_duplicate(conn, FINDING, key, "side", exclude=record_id)
+            version = bump(conn, FINDING, record_id, expected_version, values)
+            audit(conn, actor, "correct", FINDING, record_id, owner.mrn, without_timestamps(before))
+    except sa.exc.IntegrityError as error:
+        raise stored_together(error) from error
+    return Saved(FINDING.entity, record_id, version, owner.mrn)

@@ -1,0 +1,1 @@
+"""The web app (issue 6): FastAPI pages and a JSON API over the same services as the CLI."""

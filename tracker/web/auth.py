@@ -1,0 +1,143 @@
+"""Who is asking: signed session cookies, API tokens, CSRF tokens, roles and the
+sign-in rate limit.
+
+Nothing here lives in process memory (issue 6, scale-out): a session is a signed
+cookie naming a user row, a CSRF token is derived from the session, and sign-in
+attempts are counted in the database, so any app process can serve any request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.engine import Engine
+
+from tracker.errors import TrackerError
+
+SESSION_COOKIE = "ho_session"
+SESSION_HOURS = 12
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+# The roles of issue 6: what each may do, in one table the access test reads too.
+ROLES = ("clinician", "surgeon", "admin")
+CAN_VIEW = frozenset(ROLES)
+CAN_EDIT = frozenset({"clinician"})  # log and correct records, import CSVs
+CAN_ACKNOWLEDGE = frozenset({"clinician", "surgeon"})  # surgeons: readiness reviews only
+CAN_ADMINISTER = frozenset({"admin"})  # users, audit trail
+
+# Sign-in rate limit: this many failures for one user name, or from one address,
+# within the window lock further attempts until the window has passed.
+MAX_FAILURES = 5
+FAILURE_WINDOW = dt.timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in person (or API token holder) a request acts for."""
+
+    user_id: int
+    username: str
+    role: str
+    session_nonce: str | None  # None for API-token requests (no CSRF needed)
+
+    def may(self, allowed: frozenset[str]) -> bool:
+        return self.role in allowed
+
+
+class NotSignedIn(Exception):
+    """No valid session or token: pages redirect to sign-in, the API answers 401."""
+
+
+class NotAllowed(Exception):
+    """Signed in, but the role may not do this (403)."""
+
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.what = what
+
+
+class BadCsrf(Exception):
+    """A form came without the token of this session (403)."""
+
+
+class SessionSigner:
+    """Signs and reads session cookies with the configured secret key."""
+
+    def __init__(self, key: str):
+        self.key = key.encode()
+        self.serializer = URLSafeTimedSerializer(key, salt="ho-tracker-session")
+
+    def cookie_for(self, user_id: int) -> tuple[str, str]:
+        nonce = secrets.token_urlsafe(16)
+        return self.serializer.dumps({"u": user_id, "n": nonce}), nonce
+
+    def read(self, cookie: str | None) -> tuple[int, str] | None:
+        if not cookie:
+            return None
+        try:
+            data: Any = self.serializer.loads(cookie, max_age=SESSION_HOURS * 3600)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("u"), int):
+            return None
+        return data["u"], str(data.get("n", ""))
+
+    def csrf_token(self, nonce: str) -> str:
+        """Tied to the session: a token stolen from one session is useless in another."""
+        return hmac.new(self.key, b"csrf:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, nonce: str | None, token: str | None) -> bool:
+        if not nonce or not token:
+            return False
+        return hmac.compare_digest(self.csrf_token(nonce), token)
+
+    def anonymous_csrf(self, browser_nonce: str) -> str:
+        """The sign-in form's token, bound to a pre-session cookie."""
+        return self.csrf_token("signin:" + browser_nonce)
+
+
+def require(viewer: Viewer, allowed: frozenset[str], what: str) -> None:
+    if not viewer.may(allowed):
+        raise NotAllowed(what)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def signer_of(request: Request) -> SessionSigner:
+    signer: SessionSigner = request.app.state.signer
+    return signer
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def check_role_name(role: str) -> None:
+    if role not in ROLES:
+        raise TrackerError(f"role '{role}' is not a role; use one of {', '.join(ROLES)}.")
+
+
+def api_error_responses() -> dict[int | str, dict[str, Any]]:
+    """The refusals every API route may answer with, for the OpenAPI document."""
+    return {
+        401: {"description": "No valid bearer token or session"},
+        403: {"description": "The role may not do this"},
+        404: {"description": "No such patient or record"},
+        409: {"description": "Someone else saved the record first"},
+        422: {"description": "A value is refused; `detail[].loc` is its field path"},
+    }

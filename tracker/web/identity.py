@@ -1,0 +1,122 @@
+"""Users, tokens and the audit trail as the web app needs them.
+
+Passwords, tokens and audit rows belong to `tracker.services.users` and
+`tracker.services.audit`; this module calls them, plus two small reads of its own:
+the signed-in user by id (one indexed query per request) and the count of recent
+failed sign-ins, which lives in `audit_event` so every app process sees it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tracker.services.audit import audit_trail, record_view, write_event
+from tracker.services.users import authenticate, list_users, user_for_token
+from tracker.store.models import AuditEvent, UserAccount, table_of
+from tracker.web.auth import FAILURE_WINDOW, MAX_FAILURES, Viewer
+
+user_account = table_of(UserAccount)
+audit_event = table_of(AuditEvent)
+
+
+def viewer_by_id(*, engine: Engine, user_id: int, nonce: str) -> Viewer | None:
+    """The active user a session cookie names (a deactivated user is signed out)."""
+    u = user_account.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(u.id, u.username, u.role, u.active).where(u.id == user_id)
+        ).first()
+    if row is None or not row.active:
+        return None
+    return Viewer(row.id, row.username, row.role, nonce)
+
+
+def viewer_by_token(*, engine: Engine, token: str) -> Viewer | None:
+    if len(token) > 500:
+        return None
+    user = user_for_token(engine=engine, token=token)
+    if user is None or not getattr(user, "active", True):
+        return None
+    return Viewer(int(user.id), str(user.username), str(user.role), None)
+
+
+def too_many_failures(*, engine: Engine, username: str, address: str) -> bool:
+    """Counted in the database (issue 6: any process, same count)."""
+    a = audit_event.c
+    since = dt.datetime.now(dt.UTC) - FAILURE_WINDOW
+    with engine.connect() as conn:
+        by_name, by_address = conn.execute(
+            sa.select(
+                sa.func.count().filter(a.username == username),
+                sa.func.count().filter(a.after == _address_json(address)),
+            ).where(a.action == "sign_in_failed", a.at >= since)
+        ).one()
+    return by_name >= MAX_FAILURES or by_address >= MAX_FAILURES
+
+
+def _address_json(address: str) -> str:
+    # as audit.write_event stores it (sorted keys)
+    return json.dumps({"address": address}, sort_keys=True)
+
+
+def sign_in(*, engine: Engine, username: str, password: str, address: str) -> Viewer | None:
+    """The user if the password matches; every attempt is written to the audit trail."""
+    user = None
+    if username and password:
+        user = authenticate(engine=engine, username=username, password=password)
+    if user is not None and not getattr(user, "active", True):
+        user = None
+    with engine.begin() as conn:
+        write_event(
+            conn,
+            actor=username[:200] or None,
+            action="sign_in" if user is not None else "sign_in_failed",
+            entity="user_account",
+            entity_id=int(user.id) if user is not None else None,
+            mrn=None,
+            after={"address": address},
+        )
+    if user is None:
+        return None
+    return Viewer(int(user.id), str(user.username), str(user.role), None)
+
+
+def log_view(*, engine: Engine, viewer: Viewer, mrn: str, what: str) -> None:
+    """Every view of a patient record is logged (issue 6, audit)."""
+    record_view(engine=engine, actor=viewer.username, mrn=mrn)
+
+
+def log_event(
+    *,
+    engine: Engine,
+    viewer: Viewer,
+    action: str,
+    entity: str | None = None,
+    entity_id: int | None = None,
+    detail: str | None = None,
+) -> None:
+    with engine.begin() as conn:
+        write_event(
+            conn,
+            actor=viewer.username,
+            action=action,
+            entity=entity,
+            entity_id=entity_id,
+            mrn=None,
+            after={"detail": detail} if detail else None,
+        )
+
+
+def audit_rows(
+    *, engine: Engine, mrn: str | None, username: str | None, limit: int = 500
+) -> list[Any]:
+    return list(audit_trail(engine=engine, mrn=mrn, username=username, limit=limit))
+
+
+def user_rows(*, engine: Engine) -> list[Any]:
+    return list(list_users(engine=engine))
