@@ -3,8 +3,10 @@ HO_TRACKER_TEST_POSTGRES_URL is set (CI sets it and insists those tests ran)."""
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,46 @@ from sqlalchemy.engine import Engine
 
 from tracker.store import database
 
-POSTGRES_URL = os.environ.get("HO_TRACKER_TEST_POSTGRES_URL")
+SERVER_URL = os.environ.get("HO_TRACKER_TEST_POSTGRES_URL")
+# Each test run works in databases of its own on that server (made on first use,
+# dropped at exit), so two runs at once (a developer's and CI's) never reset each
+# other's tables.
+RUN = f"ho_test_{os.getpid()}_{secrets.token_hex(3)}"
+_made: list[str] = []
+
+
+def private_postgres_url(name: str = "main") -> str:
+    """The URL of this run's database `name` on the server of
+    HO_TRACKER_TEST_POSTGRES_URL, created if missing."""
+    assert SERVER_URL
+    database_name = f"{RUN}_{name}"
+    if database_name not in _made:
+        admin = sa.create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE {database_name}")
+        except sa.exc.OperationalError as error:
+            pytest.fail(
+                f"HO_TRACKER_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {error}"
+            )
+        finally:
+            admin.dispose()
+        _made.append(database_name)
+    url = sa.make_url(SERVER_URL).set(database=database_name)
+    return url.render_as_string(hide_password=False)
+
+
+@atexit.register
+def _drop_private_databases() -> None:
+    if not (SERVER_URL and _made):
+        return
+    admin = sa.create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            for name in _made:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.dispose()
 
 
 def reset_postgres(url: str) -> Engine:
@@ -34,9 +75,9 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
     if request.param == "sqlite":
         engine = database.make_engine(f"sqlite:///{tmp_path / 'tracker.db'}")
     else:
-        if not POSTGRES_URL:
+        if not SERVER_URL:
             pytest.skip("HO_TRACKER_TEST_POSTGRES_URL is not set")
-        engine = reset_postgres(POSTGRES_URL)
+        engine = reset_postgres(private_postgres_url())
     yield engine
     engine.dispose()
 

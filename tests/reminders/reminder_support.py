@@ -1,9 +1,8 @@
 """Test helpers for reminders: a real SMTP server (aiosmtpd) that counts what it
 receives by Message-ID and can refuse a share of messages, and databases.
 
-PostgreSQL tests here use their own database, `test_reminders` on the server of
-HO_TRACKER_TEST_POSTGRES_URL (created on first use), so that they never collide with
-other tests resetting the shared `test` database at the same time.
+PostgreSQL tests here use their own database of the test run (tests/conftest.py,
+`private_postgres_url`), so that they never collide with other tests resetting theirs.
 """
 
 from __future__ import annotations
@@ -25,12 +24,10 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
-from tests.conftest import POSTGRES_URL
+from tests.conftest import SERVER_URL, private_postgres_url
 from tracker.config import Settings
 from tracker.services.teams import add_team
 from tracker.store import database
-
-REMINDERS_DB = "test_reminders"
 
 
 def free_port() -> int:
@@ -154,23 +151,8 @@ def smtp() -> Any:
 
 
 def reminders_postgres_url() -> str:
-    """The URL of the reminders' own PostgreSQL database (created if missing)."""
-    assert POSTGRES_URL
-    admin = database.make_engine(POSTGRES_URL)
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            exists = conn.exec_driver_sql(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (REMINDERS_DB,)
-            ).first()
-            if not exists:
-                conn.exec_driver_sql(f"CREATE DATABASE {REMINDERS_DB}")
-    except sa.exc.OperationalError as error:
-        pytest.fail(f"HO_TRACKER_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {error}")
-    finally:
-        admin.dispose()
-    return (
-        sa.make_url(POSTGRES_URL).set(database=REMINDERS_DB).render_as_string(hide_password=False)
-    )
+    """The URL of the reminders' own PostgreSQL database in this test run."""
+    return private_postgres_url("reminders")
 
 
 def fresh_postgres() -> Engine:
@@ -184,12 +166,12 @@ def fresh_postgres() -> Engine:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """A migrated database of each backend, PostgreSQL in `test_reminders`."""
+    """A migrated database of each backend, PostgreSQL in its own database of the test run."""
     if request.param == "sqlite":
         engine = database.make_engine(f"sqlite:///{tmp_path / 'tracker.db'}")
         database.upgrade(engine)
     else:
-        if not POSTGRES_URL:
+        if not SERVER_URL:
             pytest.skip("HO_TRACKER_TEST_POSTGRES_URL is not set")
         engine = fresh_postgres()
     yield engine

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import POSTGRES_URL
+from tests.conftest import SERVER_URL
 from tests.reminders.reminder_support import (
     Mailbox,
     add_patient,
@@ -78,7 +78,7 @@ def add_wave(engine: Any, wave: int, today: date) -> None:
 
 @pytest.mark.postgres
 def test_killed_schedulers_deliver_every_reminder_exactly_once(tmp_path: Path) -> None:
-    if not POSTGRES_URL:
+    if not SERVER_URL:
         pytest.skip("HO_TRACKER_TEST_POSTGRES_URL is not set")
     started = time.monotonic()
     engine = fresh_postgres()

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
-from tests.conftest import POSTGRES_URL, reset_postgres
+from tests.conftest import SERVER_URL, private_postgres_url, reset_postgres
 from tracker.errors import DatabaseNotReady
 from tracker.store import database
 from tracker.store.models import Patient
@@ -48,9 +48,9 @@ def test_database_behind_the_code_is_refused_with_the_upgrade_command(engine: En
 
 @pytest.mark.postgres
 def test_fresh_postgres_database_is_not_migrated_behind_the_users_back() -> None:
-    if not POSTGRES_URL:
+    if not SERVER_URL:
         pytest.skip("HO_TRACKER_TEST_POSTGRES_URL is not set")
-    engine = reset_postgres(POSTGRES_URL)
+    engine = reset_postgres(private_postgres_url())
     with pytest.raises(DatabaseNotReady, match="run `ho-tracker db upgrade`"):
         database.ensure_ready(engine)
     assert sa.inspect(engine).get_table_names() == []
