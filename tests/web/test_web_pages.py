@@ -4,6 +4,7 @@ keep what was typed, the version check, and 422s with field paths."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -239,3 +240,48 @@ def test_a_surgeon_acknowledges_only_readiness_reviews(
         headers={"Authorization": f"Bearer {clinician}"},
     )
     assert done.status_code == 200 and done.json()["status"] == "acknowledged"
+
+
+def test_patient_page_lists_pending_dicom_sites_until_their_finding_is_recorded(
+    client: TestClient, demo_engine: Engine, tmp_path: Path
+) -> None:
+    from tests.interop.test_dicom_import import radiograph
+    from tracker.services.interop import import_dicom_files, pending_sites
+
+    radiograph(
+        tmp_path / "knee.dcm", PatientID="H-READY", StudyDate="20250801",
+        AccessionNumber="ACC-WEB", BodyPartExamined="KNEE", Laterality="R",
+    )  # fmt: skip
+    import_dicom_files(engine=demo_engine, paths=[tmp_path / "knee.dcm"])
+    [waiting] = pending_sites(engine=demo_engine, mrn="H-READY")
+    row = f'id="pending-site-{waiting.id}"'
+    link = f"/patients/H-READY/imaging/{waiting.study_id}/edit?site=knee&amp;side=right"
+
+    sign_in(client, "surgeon")  # sees the site, but may not record findings
+    page = client.get("/patients/H-READY")
+    assert row in page.text and "ACC-WEB" in page.text and "KNEE" in page.text
+    assert link not in page.text
+    client.cookies.clear()
+
+    sign_in(client, "clinician")
+    page = client.get("/patients/H-READY")
+    assert row in page.text and link in page.text
+    form = client.get(link.replace("&amp;", "&"))
+    assert form.status_code == 200
+    assert '<option value="knee" selected>' in form.text  # the new finding is prefilled
+    assert '<option value="right" selected>' in form.text
+    version = re.search(r'name="version" value="(\d+)"', form.text)
+    assert version
+    saved = client.post(
+        f"/patients/H-READY/imaging/{waiting.study_id}/edit",
+        data={
+            "csrf_token": csrf_in(form.text), "version": version.group(1),
+            "date": "2025-08-01", "modality": "radiograph", "accession": "ACC-WEB",
+            "findings[0].site": "knee", "findings[0].side": "right",
+            "findings[0].ho": "absent", "save": "1",
+        },
+    )  # fmt: skip
+    assert saved.status_code == 303, saved.text
+    page = client.get("/patients/H-READY")
+    assert row not in page.text and "DICOM sites waiting" not in page.text
+    assert pending_sites(engine=demo_engine, mrn="H-READY") == []

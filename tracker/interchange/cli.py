@@ -1,4 +1,5 @@
-"""`ho-tracker fhir export|import`, `ho-tracker dicom import` and the research export.
+"""`ho-tracker fhir export|import`, `ho-tracker dicom import|pending|complete` and the
+research export.
 
 Registered in `tracker.cli`; like every command each parses, calls one service in
 `tracker.services.interop` and prints what happened.
@@ -6,6 +7,7 @@ Registered in `tracker.cli`; like every command each parses, calls one service i
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from tracker import vocab
 from tracker.errors import TrackerError
 
 fhir_app = typer.Typer(help="FHIR R4 Bundles in and out.", no_args_is_help=True)
@@ -95,6 +98,9 @@ def dicom_import_command(
 @dicom_app.command("pending")
 def dicom_pending_command(
     mrn: Annotated[str | None, typer.Option(help="Only this patient.")] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Completed sites too, with who completed them.")
+    ] = False,
 ) -> None:
     """Sites named by DICOM studies that still wait for a clinician's finding."""
     from rich.table import Table
@@ -102,21 +108,13 @@ def dicom_pending_command(
     from tracker.cli import _engine, out
     from tracker.services.interop import pending_sites
 
-    rows = pending_sites(engine=_engine(), mrn=mrn)
-    table = Table(
-        "id",
-        "mrn",
-        "date",
-        "modality",
-        "accession",
-        "body part",
-        "laterality",
-        "site",
-        "side",
-        title=f"{len(rows)} pending sites",
-    )
+    rows = pending_sites(engine=_engine(), mrn=mrn, include_completed=everything)
+    columns = ["id", "mrn", "date", "modality", "accession", "body part", "laterality"]
+    columns += ["site", "side", *(["status", "completed by"] if everything else [])]
+    title = f"{len(rows)} DICOM sites" if everything else f"{len(rows)} pending sites"
+    table = Table(*columns, title=title)
     for row in rows:
-        table.add_row(
+        cells = [
             str(row.id),
             row.mrn,
             row.date.isoformat(),
@@ -126,5 +124,92 @@ def dicom_pending_command(
             row.laterality,
             row.site or "?",
             row.side or "?",
-        )
+        ]
+        if everything:
+            cells += [row.status, row.completed_by or ""]
+        table.add_row(*cells)
     out.print(table)
+
+
+HO_WORDS = {"yes": vocab.HoPresence.present.value, "no": vocab.HoPresence.absent.value}
+SITES, SIDES = vocab.values(vocab.Site), vocab.values(vocab.Side)
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment
+        return "cli"
+
+
+@dicom_app.command("complete")
+def dicom_complete_command(
+    pending_id: Annotated[int, typer.Argument(help="The id `dicom pending` lists.")],
+    ho: Annotated[
+        str,
+        typer.Option(
+            help="Is there HO at the site: yes or no (or present, absent, indeterminate).",
+            show_default=False,
+        ),
+    ],
+    site: Annotated[
+        str | None, typer.Option(help="The site; default the one Body Part Examined maps to.")
+    ] = None,
+    side: Annotated[
+        str | None, typer.Option(help="The side; default the one Laterality maps to.")
+    ] = None,
+    brooker: Annotated[int | None, typer.Option(help="Brooker grade (0-4).")] = None,
+    della_valle: Annotated[str | None, typer.Option(help="Della Valle class (a, b, c).")] = None,
+    size_mm: Annotated[float | None, typer.Option(help="Size in mm.")] = None,
+    notes: Annotated[str | None, typer.Option(help="A note on the finding.")] = None,
+    by: Annotated[
+        str | None, typer.Option(help="Who records it, for the audit; default your login name.")
+    ] = None,
+) -> None:
+    """Record the finding of a pending site on its study (checked, versioned and
+    audited like the web form's correction); a finding that matches completes it."""
+    from tracker.cli import _engine, out
+    from tracker.services.interop import complete_pending_site, pending_site
+
+    engine = _engine()
+    waiting = pending_site(engine=engine, pending_id=pending_id)
+    unknown = [
+        (name, element, value, ", ".join(allowed))
+        for name, given, mapped, element, value, allowed in (
+            ("site", site, waiting.site, "Body Part Examined", waiting.body_part, SITES),
+            ("side", side, waiting.side, "Laterality", waiting.laterality, SIDES),
+        )
+        if given is None and mapped is None
+    ]
+    if unknown and waiting.status == "pending":  # a completed one is refused by the service
+        said = " and ".join(f"{element} ('{value}')" for _, element, value, _ in unknown)
+        names = " or ".join(name for name, *_ in unknown)
+        options = " and ".join(f"--{name} ({allowed})" for name, _, _, allowed in unknown)
+        raise TrackerError(
+            f"Pending site {pending_id}'s {said} give{'s' if len(unknown) == 1 else ''} no "
+            f"{names}; name {'it' if len(unknown) == 1 else 'them'} with {options}."
+        )
+    finding = {
+        "site": site,
+        "side": side,
+        "ho": HO_WORDS.get(ho.strip().lower(), ho),
+        "brooker": brooker,
+        "della_valle": della_valle,
+        "size_mm": size_mm,
+        "notes": notes,
+    }
+    done = complete_pending_site(
+        engine=engine, actor=by or _login_name(), pending_id=pending_id, finding=finding
+    )
+    where = f"{site or waiting.site} {side or waiting.side}"
+    if done.status == "completed":
+        out.print(
+            f"Finding {where} added to study {done.study_id} of {done.mrn}; "
+            f"pending site {pending_id} completed."
+        )
+    else:
+        out.print(
+            f"Finding {where} added to study {done.study_id} of {done.mrn}; pending site "
+            f"{pending_id} ({done.site or 'any site'} {done.side or 'any side'}) is still "
+            "pending, as the finding is at another site or side."
+        )

@@ -36,6 +36,8 @@ class ImportSummary:
 
     added: dict[str, int] = field(default_factory=dict)
     unchanged: dict[str, int] = field(default_factory=dict)
+    # DICOM pending sites that imaging.csv findings completed (ids)
+    sites_completed: list[int] = field(default_factory=list)
 
     @property
     def total_added(self) -> int:
@@ -48,8 +50,12 @@ def import_folder(
     *,
     today: dt.date | None = None,
     progress: Progress | None = None,
+    actor: str | None = None,
 ) -> ImportSummary:
-    """Validate and store every interchange file in `folder`; raise ValidationFailed."""
+    """Validate and store every interchange file in `folder`; raise ValidationFailed.
+
+    Findings added to a stored study (one imported from DICOM headers, say) complete
+    its pending sites they match, as completed by `actor` (default 'import')."""
     progress = progress or NoProgress()
     today = today or dt.date.today()
     if not folder.is_dir():
@@ -87,7 +93,7 @@ def import_folder(
 
     try:
         with engine.begin() as conn:
-            return _write(conn, checks, existing, progress)
+            return _write(conn, checks, existing, progress, actor or "import")
     except sa.exc.IntegrityError as error:
         raise Conflict(
             "Another change stored some of these records while the import ran; nothing "
@@ -188,6 +194,7 @@ def _write(
     checks: dict[str, FileCheck],
     existing: dict[str, pd.Series],
     progress: Progress,
+    actor: str,
 ) -> ImportSummary:
     summary = ImportSummary()
     new_rows = {name: check.rows[~existing[name]] for name, check in checks.items()}
@@ -210,7 +217,9 @@ def _write(
             continue
         with_ids = rows.assign(patient_id=rows["mrn"].map(ids)).drop(columns="mrn")
         if file is fmt.IMAGING:
-            summary.added[name] = _write_imaging(conn, with_ids, ids.tolist(), progress)
+            summary.added[name], summary.sites_completed = _write_imaging(
+                conn, with_ids, ids.tolist(), progress, actor
+            )
         else:
             table = tables.SIMPLE_TABLES[name]
             columns = ["patient_id", *[c for c in file.column_names if c != "mrn"]]
@@ -235,9 +244,15 @@ def _add_missing_teams(conn: sa.Connection, patients: pd.DataFrame) -> None:
 
 
 def _write_imaging(
-    conn: sa.Connection, rows: pd.DataFrame, patient_ids: list[int], progress: Progress
-) -> int:
-    """Studies first (one per patient, date, modality, accession), then their findings."""
+    conn: sa.Connection,
+    rows: pd.DataFrame,
+    patient_ids: list[int],
+    progress: Progress,
+    actor: str,
+) -> tuple[int, list[int]]:
+    """Studies first (one per patient, date, modality, accession), then their findings;
+    then the pending DICOM sites of stored studies that gained findings (a new study
+    has none) are completed where a finding matches. Rows added, sites completed."""
     study_key = ["patient_id", *tables.STUDY_COLUMNS]
     known = tables.study_index(conn, patient_ids)
     studies = rows[study_key].drop_duplicates()
@@ -250,4 +265,6 @@ def _write_imaging(
         "study_id",
         *[c for c in fmt.IMAGING.column_names if c not in ("mrn", *tables.STUDY_COLUMNS)],
     ]
-    return tables.bulk_insert(conn, tables.finding, placed[finding_columns], progress)
+    added = tables.bulk_insert(conn, tables.finding, placed[finding_columns], progress)
+    extended = studies.loc[studies["_merge"] == "both", "study_id"].dropna().tolist()
+    return added, tables.complete_pending_sites(conn, extended, actor) if extended else []

@@ -8,6 +8,7 @@ on both SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from tracker.interchange.csv_format import FileFormat, number_texts
 from tracker.progress import NoProgress, Progress
 from tracker.store.models import (
     BoneScanMeasurement,
+    DicomPendingSite,
     ImagingStudy,
     Injury,
     LabResult,
@@ -37,6 +39,7 @@ patient = table_of(Patient)
 study = table_of(ImagingStudy)
 finding = table_of(SiteFinding)
 team = table_of(Team)
+pending_site = table_of(DicomPendingSite)
 
 # The stored table behind each file other than patients and imaging.
 SIMPLE_TABLES: dict[str, sa.Table] = {
@@ -185,3 +188,28 @@ def bulk_insert(
 def _plain_values(series: pd.Series) -> list[Any]:
     """Python scalars with None for missing, as DB drivers expect."""
     return series.astype(object).where(series.notna(), None).tolist()
+
+
+def complete_pending_sites(conn: Connection, study_ids: Iterable[int], actor: str) -> list[int]:
+    """Mark completed (now, by `actor`) the pending DICOM sites of these studies that a
+    live finding of the same study now matches: the same site, or any site when the
+    header named none; likewise the side. Set-based, one UPDATE per CHUNK studies;
+    returns the ids completed. Runs in the caller's transaction."""
+    p, f = pending_site.c, finding.c
+    matched = (
+        sa.exists()
+        .where(f.study_id == p.study_id, f.voided_at.is_(None))
+        .where(sa.or_(p.site.is_(None), p.site == f.site))
+        .where(sa.or_(p.side.is_(None), p.side == f.side))
+    )
+    now = dt.datetime.now(dt.UTC)
+    done: list[int] = []
+    for part in chunks(sorted({int(i) for i in study_ids})):
+        result = conn.execute(
+            sa.update(pending_site)
+            .where(p.status == "pending", p.study_id.in_(part), matched)
+            .values(status="completed", completed_at=now, completed_by=actor, updated_at=now)
+            .returning(p.id)
+        )
+        done += result.scalars().all()
+    return sorted(done)

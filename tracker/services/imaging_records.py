@@ -1,5 +1,8 @@
 """Imaging studies with several site findings at once (issue 6), checked as the rows of
 imaging.csv: one row per finding, sharing the study's date, modality and accession.
+
+A study imported from DICOM headers waits with pending sites (`dicom_pending_site`);
+storing a finding that matches one completes it in the same transaction, audited.
 """
 
 from __future__ import annotations
@@ -9,10 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from tracker import vocab
 from tracker.errors import NotFound, Problem, ValidationFailed
 from tracker.interchange import csv_format as fmt
+from tracker.interchange.tables import complete_pending_sites
+from tracker.services.audit import write_event
 from tracker.services.record_checks import check_rows
 from tracker.services.record_store import (
     FINDING,
@@ -83,6 +89,8 @@ def add_imaging_study(
                 values = {"study_id": study_id, **typed(FINDING, row, FINDING_FIELDS)}
                 finding_id = insert_row(conn, FINDING, values)
                 children.append(Saved(FINDING.entity, finding_id, 1, owner.mrn))
+            # A new study has no pending DICOM sites: `dicom import` attaches them only
+            # to studies it stores, and this one is refused if such a study exists.
             audit(conn, actor, "create", STUDY, study_id, owner.mrn, None)
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
@@ -188,6 +196,7 @@ def correct_imaging_study(
                             updated_at=dt.datetime.now(dt.UTC),
                         )
                     )
+            complete_pending(conn, actor, record_id, owner.mrn)
             audit(conn, actor, "correct", STUDY, record_id, owner.mrn, without_timestamps(snapshot))
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
@@ -231,7 +240,26 @@ def correct_site_finding(
             key = {"study_id": before["study_id"], "site": values["site"], "side": values["side"]}
             refuse_duplicate(conn, FINDING, key, "side", exclude=record_id)
             version = bump(conn, FINDING, record_id, expected_version, values)
+            complete_pending(conn, actor, before["study_id"], owner.mrn)
             audit(conn, actor, "correct", FINDING, record_id, owner.mrn, without_timestamps(before))
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
     return Saved(FINDING.entity, record_id, version, owner.mrn)
+
+
+def complete_pending(conn: Connection, actor: str, study_id: int, mrn: str) -> list[int]:
+    """Complete the study's pending DICOM sites that its live findings now match, with
+    one audit row each (entity dicom_pending_site); returns their ids."""
+    done = complete_pending_sites(conn, [study_id], actor)
+    for pending_id in done:
+        write_event(
+            conn,
+            actor=actor,
+            action=vocab.AuditAction.correct,
+            entity="dicom_pending_site",
+            entity_id=pending_id,
+            mrn=mrn,
+            before={"status": "pending"},
+            after={"status": "completed", "study_id": study_id, "completed_by": actor},
+        )
+    return done

@@ -5,7 +5,7 @@ app call these."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tracker.errors import Conflict, NotFound, Problem, ValidationFailed
 from tracker.interchange import deidentify, fhir_export, fhir_import
 from tracker.interchange.csv_import import ImportSummary
 from tracker.interchange.dicom_import import DicomSummary, import_dicom
 from tracker.progress import Progress
-from tracker.store.models import DicomPendingSite, ImagingStudy, Patient, table_of
+from tracker.services.imaging_records import correct_imaging_study
+from tracker.store.models import DicomPendingSite, ImagingStudy, Patient, SiteFinding, table_of
 
 
 def fhir_bundle(*, engine: Engine, mrn: str | None = None) -> dict[str, Any]:
@@ -69,6 +71,9 @@ class PendingSite:
     site: str | None  # the tracker's site and side, when the header maps to one
     side: str | None
     source_file: str
+    status: str = "pending"  # or 'completed', once a matching finding is stored
+    completed_at: dt.datetime | None = None
+    completed_by: str | None = None
 
 
 def import_dicom_files(
@@ -79,35 +84,108 @@ def import_dicom_files(
     return import_dicom(engine, paths, today=today)
 
 
-def pending_sites(*, engine: Engine, mrn: str | None = None) -> list[PendingSite]:
+_pending, _study, _patient = table_of(DicomPendingSite), table_of(ImagingStudy), table_of(Patient)
+
+
+def _pending_query() -> sa.Select:
+    pending, study, patient = _pending.c, _study.c, _patient.c
+    return sa.select(
+        pending.id,
+        patient.mrn,
+        study.id,
+        study.date,
+        study.modality,
+        study.accession,
+        pending.body_part,
+        pending.laterality,
+        pending.site,
+        pending.side,
+        pending.source_file,
+        pending.status,
+        pending.completed_at,
+        pending.completed_by,
+    ).select_from(_pending.join(_study).join(_patient))
+
+
+def pending_sites(
+    *, engine: Engine, mrn: str | None = None, include_completed: bool = False
+) -> list[PendingSite]:
     """Pending sites of every patient (or one), oldest study first, for the worklist
-    and the web app: each needs a clinician to record the site's finding."""
-    pending, study, patient = (
-        table_of(DicomPendingSite),
-        table_of(ImagingStudy),
-        table_of(Patient),
-    )
-    query = (
-        sa.select(
-            pending.c.id,
-            patient.c.mrn,
-            study.c.id,
-            study.c.date,
-            study.c.modality,
-            study.c.accession,
-            pending.c.body_part,
-            pending.c.laterality,
-            pending.c.site,
-            pending.c.side,
-            pending.c.source_file,
-        )
-        .select_from(pending.join(study).join(patient))
-        .where(pending.c.status == "pending")
-        .order_by(study.c.date, patient.c.mrn, pending.c.id)
-    )
-    if "voided_at" in study.c:
-        query = query.where(study.c.voided_at.is_(None))
+    and the web app: each needs a clinician to record the site's finding. One query
+    (the patient page relies on it). With `include_completed`, completed ones too."""
+    query = _pending_query().order_by(_study.c.date, _patient.c.mrn, _pending.c.id)
+    query = query.where(_study.c.voided_at.is_(None))
+    if not include_completed:
+        query = query.where(_pending.c.status == "pending")
     if mrn is not None:
-        query = query.where(patient.c.mrn == mrn)
+        query = query.where(_patient.c.mrn == mrn)
     with engine.connect() as conn:
         return [PendingSite(*row) for row in conn.execute(query)]
+
+
+def pending_site(*, engine: Engine, pending_id: int) -> PendingSite:
+    """One pending site (pending or completed) by id; NotFound if there is none."""
+    with engine.connect() as conn:
+        row = conn.execute(_pending_query().where(_pending.c.id == pending_id)).first()
+    if row is None:
+        raise NotFound(
+            f"There is no pending DICOM site {pending_id}; `ho-tracker dicom pending` lists them."
+        )
+    return PendingSite(*row)
+
+
+def complete_pending_site(
+    *,
+    engine: Engine,
+    actor: str,
+    pending_id: int,
+    finding: Mapping[str, Any],
+    today: dt.date | None = None,
+) -> PendingSite:
+    """Record the finding of a pending site (ho, and site, side and features when given)
+    as a new finding of its study through `correct_imaging_study`, so checks, version
+    and audit are the web form's; a finding that matches completes the site. Site and
+    side default to the ones the header maps to. Returns the site as it now stands
+    (still pending if a site or side other than its own was given)."""
+    site = pending_site(engine=engine, pending_id=pending_id)
+    if site.status != "pending":
+        raise Conflict(
+            f"Pending DICOM site {pending_id} was already completed by "
+            f"{site.completed_by or 'someone'}; correct its finding on the study instead."
+        )
+    row = {k: v for k, v in finding.items() if v not in (None, "")}
+    row.setdefault("site", site.site)
+    row.setdefault("side", site.side)
+    header = {"site": f"body part '{site.body_part}'", "side": f"laterality '{site.laterality}'"}
+    missing = [name for name in ("site", "side") if row[name] is None]
+    if missing:
+        raise ValidationFailed(
+            Problem(
+                "dicom_pending_site",
+                None,
+                name,
+                f"the header's {header[name]} maps to no tracker {name}; name the {name}",
+            )
+            for name in missing
+        )
+    finding_c, study_c = table_of(SiteFinding).c, _study.c
+    with engine.connect() as conn:
+        version = conn.execute(
+            sa.select(study_c.version).where(study_c.id == site.study_id)
+        ).scalar_one()
+        live = conn.execute(
+            sa.select(finding_c.id).where(
+                finding_c.study_id == site.study_id, finding_c.voided_at.is_(None)
+            )
+        ).scalars()
+        # the study's findings are named unchanged, so the new row is added after them
+        rows = [{"id": fid} for fid in live] + [row]
+    correct_imaging_study(
+        engine=engine,
+        actor=actor,
+        record_id=site.study_id,
+        expected_version=version,
+        changes={"findings": rows},
+        today=today,
+    )
+    return pending_site(engine=engine, pending_id=pending_id)

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from tracker.protocol import Protocol
 from tracker.reminders.delivery import worklist
 from tracker.services.assessment import assess_all
+from tracker.services.interop import PendingSite, pending_sites
 from tracker.services.patients import PatientSummary, StoryEvent, list_patients, timeline
 from tracker.staging import assess_patient, to_json
 from tracker.staging.cohort import cohort_as_json_sites
@@ -33,6 +34,7 @@ class PatientView:
     assessment: dict[str, Any]  # to_json(...) of model-spec section 8
     reminders: list[dict[str, Any]]
     as_of: dt.date
+    pending_sites: list[PendingSite]  # DICOM sites waiting for their finding
 
 
 def patient_view(*, engine: Engine, mrn: str, as_of: dt.date, protocol: Protocol) -> PatientView:
@@ -46,6 +48,7 @@ def patient_view(*, engine: Engine, mrn: str, as_of: dt.date, protocol: Protocol
         assessment=to_json(assessment),
         reminders=worklist(engine=engine, mrn=mrn),
         as_of=as_of,
+        pending_sites=pending_sites(engine=engine, mrn=mrn),  # one query
     )
 
 

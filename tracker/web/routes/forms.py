@@ -135,6 +135,12 @@ def edit_record_form(
     require(viewer, CAN_EDIT, "correct records")
     spec = _spec(slug)
     values, version = saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
+    if spec.rows_name == "findings":  # ?site=&side= prefill the first new finding (DICOM sites)
+        stored = sum(1 for key in values if key.startswith("findings[") and key.endswith("].id"))
+        for f in spec.row_fields:
+            given = request.query_params.get(f.name, "")
+            if given and len(given) <= 100:
+                values[f"findings[{stored}].{f.name}"] = given
     return _show(
         request, mrn=mrn, spec=spec, heading=f"Correct {spec.title.lower()}", values=values,
         version=version,

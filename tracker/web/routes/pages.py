@@ -426,7 +426,7 @@ async def import_upload(request: Request, viewer: PageViewer, engine: EngineDep)
                 status=422,
             )
         try:
-            summary = import_folder(engine, folder)
+            summary = import_folder(engine, folder, actor=viewer.username)
         except ValidationFailed as failed:
             return render(
                 request, "import.j2", {"problems": failed.problems, "added": None}, status=422
