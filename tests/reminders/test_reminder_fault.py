@@ -80,7 +80,6 @@ def add_wave(engine: Any, wave: int, today: date) -> None:
 def test_killed_schedulers_deliver_every_reminder_exactly_once(tmp_path: Path) -> None:
     if not SERVER_URL:
         pytest.skip("HO_TRACKER_TEST_POSTGRES_URL is not set")
-    started = time.monotonic()
     engine = fresh_postgres()
     server = start_smtp(Mailbox(refuse_rate=0.3, seed=11, delay=0.02))
     today = clinic_day(utcnow(), Protocol().reminders)
@@ -156,4 +155,3 @@ def test_killed_schedulers_deliver_every_reminder_exactly_once(tmp_path: Path) -
     assert not duplicates, f"sent twice: {duplicates}"
     assert not missing, f"never arrived: {missing[:5]} (attempt outcomes {outcomes})"
     assert set(received) == {f"<reminder-{r.id}@clinic.example.org>" for r in rows}
-    assert time.monotonic() - started < 90
