@@ -156,6 +156,25 @@ def test_patient_without_a_team_or_team_without_address_gets_a_message_not_a_cra
     assert smtp.mailbox.received == []
 
 
+def test_without_an_smtp_server_the_problem_named_is_the_server_not_the_team(
+    lite: Engine,
+) -> None:
+    from tracker.config import Settings
+
+    course_ending(lite, "NOADDR", DAY0, team="ward9")
+    clock = FakeClock(at(DAY0))
+    plan(engine=lite, as_of=DAY0, protocol=PROTOCOL, now=clock())
+    unconfigured = Settings(database_url=str(lite.url), smtp_host=None)
+    report = Deliverer(
+        engine=lite, protocol=PROTOCOL, settings=unconfigured, clock=clock, worker="test"
+    ).deliver()
+    assert report.sent == 0 and report.waiting == 1
+    (problem,) = report.problems
+    assert "no SMTP server configured, so reminders stay on the worklist" in problem
+    assert "ward9" not in problem
+    assert {r["status"] for r in reminders(lite)} == {"due"}
+
+
 def test_reminder_satisfied_or_no_longer_applying_before_sending_is_closed_not_sent(
     lite: Engine, smtp: SmtpServer
 ) -> None:

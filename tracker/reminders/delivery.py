@@ -273,11 +273,12 @@ class Deliverer:
             report.closed += 1
             return
         recipient, problem = self._recipient(row, kind)
-        if recipient is None or self.channel is None:
-            problem = problem or (
-                "no SMTP server configured: set HO_TRACKER_SMTP_HOST (and _PORT, _TLS, "
-                "_USER, _PASSWORD, _FROM)"
+        if self.channel is None:  # the first thing to fix, whatever the team's address
+            problem = (
+                "no SMTP server configured, so reminders stay on the worklist: set "
+                "HO_TRACKER_SMTP_HOST (and _PORT, _TLS, _USER, _PASSWORD, _FROM) to e-mail them"
             )
+        if recipient is None or self.channel is None:
             self._retry_later(rid, token, kind, "no_address", problem, row["attempts"])
             report.waiting += 1
             report.problems.append(f"reminder {rid} ({row['mrn']}): {problem}")
