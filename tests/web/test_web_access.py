@@ -14,9 +14,9 @@ from sqlalchemy.engine import Engine
 from tests.web.web_support import api_token, csrf_in, sign_in
 
 OPEN_PATHS = {"/signin", "/healthz", "/api/v1/openapi.json", "/api/v1/docs"}  # by design
-SAMPLE = {"mrn": "H-READY", "slug": "injuries", "fmt": "html"}
+SAMPLE = {"mrn": "H-READY", "slug": "injuries", "entity": "injuries", "fmt": "html"}
 # Writes a clinician may do and a surgeon may not; pages an admin alone may see.
-EDITING = re.compile(r"/(new|edit|stop)$|^/import$|^/api/v1/patients/\{mrn\}/\w[\w-]*$")
+EDITING = re.compile(r"/(new|edit|stop|void)$|^/import$|^/api/v1/patients/\{mrn\}/\w[\w-]*$")
 ADMIN_ONLY = re.compile(r"^/admin/")
 
 

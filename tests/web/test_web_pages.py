@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
@@ -285,3 +286,99 @@ def test_patient_page_lists_pending_dicom_sites_until_their_finding_is_recorded(
     page = client.get("/patients/H-READY")
     assert row not in page.text and "DICOM sites waiting" not in page.text
     assert pending_sites(engine=demo_engine, mrn="H-READY") == []
+
+
+def _lab_form(client: TestClient, demo_engine: Engine) -> tuple[Any, str, str, str]:
+    """H-READY's first lab, the URL of its correction form, the form's CSRF token and version."""
+    from tracker.services.patients import patient_story
+
+    story, _ = patient_story(engine=demo_engine, mrn="H-READY")
+    lab = story.labs[0]
+    form = client.get(f"/patients/H-READY/labs/{lab.id}/edit")
+    assert form.status_code == 200
+    assert f'action="/patients/H-READY/labs/{lab.id}/void"' in form.text
+    version = re.search(r'name="version" value="(\d+)"', form.text)
+    assert version
+    return lab, f"/patients/H-READY/labs/{lab.id}/void", csrf_in(form.text), version.group(1)
+
+
+def test_a_clinician_voids_a_lab_from_its_correction_form(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    from tracker.services.audit import audit_trail
+
+    sign_in(client, "clinician")
+    lab, url, token, version = _lab_form(client, demo_engine)
+    before = client.get("/patients/H-READY")
+    assert f"/labs/{lab.id}/edit" in before.text
+    response = client.post(
+        url, data={"csrf_token": token, "version": version, "reason": "entered on the wrong day"}
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"].startswith("/patients/H-READY?done=")
+    after = client.get(response.headers["location"])
+    assert "Lab result voided." in after.text or "voided." in after.text
+    assert f"/labs/{lab.id}/edit" not in after.text
+    voids = [e for e in audit_trail(engine=demo_engine, mrn="H-READY") if e.action == "void"]
+    assert len(voids) == 1
+    assert voids[0].username == "clinician" and voids[0].entity_id == lab.id
+    assert voids[0].after and voids[0].after["voided_reason"] == "entered on the wrong day"
+
+
+def test_a_void_without_a_reason_is_refused_in_place(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    sign_in(client, "clinician")
+    lab, url, token, version = _lab_form(client, demo_engine)
+    response = client.post(url, data={"csrf_token": token, "version": version, "reason": "   "})
+    assert response.status_code == 422
+    assert re.search(r'id="v-reason-err">[^<]*required', response.text), response.text[-2000:]
+    assert 'id="v-reason"' in response.text and 'aria-invalid="true"' in response.text
+    assert f"/labs/{lab.id}/edit" in client.get("/patients/H-READY").text  # still there
+
+
+def test_a_surgeon_may_not_void_by_page_or_api(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "clinician")
+    lab, url, _, version = _lab_form(client, demo_engine)
+    client.cookies.clear()
+    sign_in(client, "surgeon")
+    token = csrf_in(client.get("/worklist").text)
+    page = client.post(url, data={"csrf_token": token, "version": version, "reason": "no"})
+    assert page.status_code == 403
+    api = client.post(
+        f"/api/v1/records/labs/{lab.id}/void",
+        json={"reason": "no", "version": int(version)},
+        headers={"Authorization": f"Bearer {api_token(demo_engine, 'surgeon')}"},
+    )
+    assert api.status_code == 403
+
+
+def test_api_void_refuses_a_stale_version_and_a_blank_reason(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    from tracker.services.patients import patient_story
+
+    auth = {"Authorization": f"Bearer {api_token(demo_engine, 'clinician')}"}
+    story, _ = patient_story(engine=demo_engine, mrn="H-READY")
+    lab = story.labs[0]
+    url = f"/api/v1/records/labs/{lab.id}/void"
+    blank = client.post(url, json={"reason": "  ", "version": lab.version}, headers=auth)
+    assert blank.status_code == 422
+    assert blank.json()["detail"][0]["loc"] == ["body", "reason"]
+    missing = client.post(url, json={"version": lab.version}, headers=auth)
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["loc"] == ["body", "reason"]
+    ok = client.post(url, json={"reason": "duplicate", "version": lab.version}, headers=auth)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["id"] == lab.id and ok.json()["version"] == lab.version + 1
+    again = client.post(url, json={"reason": "duplicate", "version": lab.version}, headers=auth)
+    assert again.status_code == 409
+    unknown = client.post(
+        "/api/v1/records/labs/999999/void", json={"reason": "x", "version": 1}, headers=auth
+    )
+    assert unknown.status_code == 404
+    story, _ = patient_story(engine=demo_engine, mrn="H-READY")
+    assert lab.id not in [r.id for r in story.labs]
+    schema = client.get("/api/v1/openapi.json").json()
+    assert "/api/v1/records/{entity}/{record_id}/void" in schema["paths"]
+    assert "VoidIn" in schema["components"]["schemas"]

@@ -279,6 +279,7 @@ class Deliverer:
                 "HO_TRACKER_SMTP_HOST (and _PORT, _TLS, _USER, _PASSWORD, _FROM) to e-mail them"
             )
         if recipient is None or self.channel is None:
+            problem = problem or "no recipient"  # _recipient names one when it has none
             self._retry_later(rid, token, kind, "no_address", problem, row["attempts"])
             report.waiting += 1
             report.problems.append(f"reminder {rid} ({row['mrn']}): {problem}")

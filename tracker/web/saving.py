@@ -105,6 +105,26 @@ def correct(
     )
 
 
+def void(
+    *,
+    spec: FormSpec,
+    engine: Engine,
+    actor: str,
+    record_id: int,
+    expected_version: int,
+    reason: Any,
+) -> Any:
+    """Void one record of the form's kind (a study with its findings), with a reason."""
+    return _records().void_record(
+        engine=engine,
+        actor=actor,
+        entity=spec.entity,
+        record_id=record_id,
+        expected_version=expected_version,
+        reason=reason,
+    )
+
+
 def stop(
     *,
     engine: Engine,

@@ -8,7 +8,7 @@ start) is refused by the record services with the field's path, as a 422.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
@@ -280,3 +280,38 @@ def api_add_procedure(mrn: Mrn, body: ProcedureIn, viewer: ApiViewer, engine: En
 @router.post("/patients/{mrn}/labs", status_code=201, summary="Add a lab result")
 def api_add_lab(mrn: Mrn, body: LabIn, viewer: ApiViewer, engine: EngineDep) -> Any:
     return _add("labs", body, mrn, viewer, engine)
+
+
+# --- voiding ---------------------------------------------------------------------------------
+
+RecordKind = Literal["injuries", "imaging", "bone-scans", "courses", "procedures", "labs"]
+
+
+class VoidIn(BaseModel):
+    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+    version: Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+@router.post("/records/{entity}/{record_id}/void", summary="Void a record, with a reason")
+def api_void(
+    entity: RecordKind,
+    record_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    body: VoidIn,
+    viewer: ApiViewer,
+    engine: EngineDep,
+) -> dict[str, Any]:
+    """The record (a study with its findings) stays stored and audited but is no longer
+    read; `version` is the one the caller saw (409 if it changed since)."""
+    require(viewer, CAN_EDIT, "void records")
+    spec = FORMS[entity]
+    saved = saving.void(
+        spec=spec, engine=engine, actor=viewer.username, record_id=record_id,
+        expected_version=body.version, reason=body.reason,
+    )  # fmt: skip
+    return {
+        "mrn": saved.mrn,
+        "voided": spec.entity,
+        "id": saved.id,
+        "version": saved.version,
+        "reason": body.reason.strip(),
+    }

@@ -17,11 +17,12 @@ from tracker.errors import Conflict, NotFound, ValidationFailed
 from tracker.web import saving
 from tracker.web.auth import CAN_EDIT, require
 from tracker.web.deps import EngineDep, PageViewer
-from tracker.web.formspec import COURSE_STOP, FORMS, FormSpec, row_count
+from tracker.web.formspec import COURSE_STOP, FORMS, Field, FormSpec, row_count
 from tracker.web.render import render
 
 router = APIRouter(include_in_schema=False)
 ROW_LABELS = {"findings": "Site finding", "measurements": "Measurement"}
+VOID_REASON = Field("reason", "Reason for voiding", "textarea", required=True)
 
 
 def _spec(slug: str) -> FormSpec:
@@ -44,14 +45,19 @@ def _show(
     rows: int | None = None,
     status: int = 200,
     fields: Any = None,
+    record_id: int | None = None,
+    void_values: dict[str, str] | None = None,
+    void_errors: dict[str, str] | None = None,
 ) -> Response:
+    mrn_q = quote(mrn, safe="")
+    void_url = f"/patients/{mrn_q}/{spec.slug}/{record_id}/void" if record_id else None
     return render(
         request,
         "record_form.j2",
         {
             "heading": heading,
             "mrn": mrn,
-            "mrn_q": quote(mrn, safe=""),
+            "mrn_q": mrn_q,
             "spec_fields": fields or spec.fields,
             "rows_name": spec.rows_name if fields is None else None,
             "row_fields": spec.row_fields,
@@ -61,6 +67,10 @@ def _show(
             "errors": errors or {},
             "general": general or [],
             "version": version,
+            "void_url": void_url,
+            "void_field": VOID_REASON,
+            "void_values": void_values or {},
+            "void_errors": void_errors or {},
         },
         status=status,
     )
@@ -143,7 +153,7 @@ def edit_record_form(
                 values[f"findings[{stored}].{f.name}"] = given
     return _show(
         request, mrn=mrn, spec=spec, heading=f"Correct {spec.title.lower()}", values=values,
-        version=version,
+        version=version, record_id=record_id,
     )  # fmt: skip
 
 
@@ -160,7 +170,7 @@ async def correct_record(
         wanted = int(values["more_rows"]) if values["more_rows"].isdigit() else None
         return _show(
             request, mrn=mrn, spec=spec, heading=heading, values=values, version=version,
-            rows=wanted,
+            rows=wanted, record_id=record_id,
         )  # fmt: skip
     try:
         saving.correct(
@@ -171,14 +181,41 @@ async def correct_record(
         errors, general = _errors(failed)
         return _show(
             request, mrn=mrn, spec=spec, heading=heading, values=values, errors=errors,
-            general=general, version=version, status=422,
+            general=general, version=version, status=422, record_id=record_id,
         )  # fmt: skip
     except Conflict as clash:
         return _show(
             request, mrn=mrn, spec=spec, heading=heading, values=values,
             errors={"version": str(clash)}, general=[str(clash)], version=version, status=409,
+            record_id=record_id,
         )  # fmt: skip
     return _back(mrn, f"{spec.title} corrected.")
+
+
+@router.post("/patients/{mrn}/{slug}/{record_id}/void")
+async def void_record(
+    mrn: str, slug: str, record_id: int, request: Request, viewer: PageViewer, engine: EngineDep
+) -> Response:
+    """Void a record with a reason; a blank reason shows the correction form again with
+    the error beside the reason, a stale version is refused like a stale correction."""
+    require(viewer, CAN_EDIT, "void records")
+    spec = _spec(slug)
+    typed = await _typed(request)
+    version = int(typed["version"]) if typed.get("version", "").isdigit() else 0
+    try:
+        saving.void(
+            spec=spec, engine=engine, actor=viewer.username, record_id=record_id,
+            expected_version=version, reason=typed.get("reason"),
+        )  # fmt: skip
+    except ValidationFailed as failed:
+        errors, _ = _errors(failed)
+        values, _ = saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
+        return _show(
+            request, mrn=mrn, spec=spec, heading=f"Correct {spec.title.lower()}", values=values,
+            version=version, record_id=record_id, void_values=typed, void_errors=errors,
+            status=422,
+        )  # fmt: skip
+    return _back(mrn, f"{spec.title} voided.")
 
 
 @router.get("/patients/{mrn}/courses/{course_id}/stop")
