@@ -11,6 +11,7 @@ names the key, so a typo can never silently fall back to a default.
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from collections.abc import Callable, Mapping
@@ -363,7 +364,20 @@ def load_protocol(path: str | Path) -> Protocol:
         raise ProtocolError(f"{where}: not valid TOML ({error})") from None
     except UnicodeDecodeError:
         raise ProtocolError(f"{where}: not valid UTF-8 text") from None
+    return _protocol_of(where, document)
 
+
+def parse_protocol(text: str, *, where: str = "protocol text") -> Protocol:
+    """A protocol from TOML text (say, pasted to be checked), refused as `load_protocol`
+    refuses a file: a ProtocolError starting with `where` and naming the key."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ProtocolError(f"{where}: not valid TOML ({error})") from None
+    return _protocol_of(where, document)
+
+
+def _protocol_of(where: str, document: dict[str, Any]) -> Protocol:
     _refuse_unknown(where, document, _SECTIONS, prefix="", kind="section")
     sections = {
         name: _read_section(where, name, document[name], _SECTIONS[name]())
@@ -448,3 +462,65 @@ def _check_screening_days(where: str, rule: HipUltrasoundScreen) -> None:
             f"{where}: reminders.hip_ultrasound_screen.first_day ({rule.first_day}) must not "
             f"be after reminders.hip_ultrasound_screen.last_day ({rule.last_day})"
         )
+
+
+# --- showing a protocol ---
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One protocol value for display: `section.key`, its value, what it must be."""
+
+    section: str  # as in the file: "readiness.levels", "reminders.course_review"
+    key: str
+    value: Any
+    expected: str
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+def settings_of(protocol: Protocol) -> list[Setting]:
+    """Every value of `protocol`, section by section in file order (nested tables such
+    as [readiness.levels] follow their parent's own keys)."""
+    out: list[Setting] = []
+    for name in _SECTIONS:
+        out += _settings(name, getattr(protocol, name))
+    return out
+
+
+def _settings(section: str, values: Any) -> list[Setting]:
+    own: list[Setting] = []
+    nested: list[Setting] = []
+    for spec in fields(values):
+        value = getattr(values, spec.name)
+        check: _Check | None = spec.metadata.get("check")
+        if check is None:
+            nested += _settings(f"{section}.{spec.name}", value)
+        else:
+            own.append(Setting(section, spec.name, value, check.expected))
+    return own + nested
+
+
+def toml_text(value: Any) -> str:
+    """A protocol value as it would be written in the file (None: left unset)."""
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):  # Level is a str too
+        return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_text(v) for v in value) + "]"
+    return str(value)
+
+
+def differences(current: Protocol, proposed: Protocol) -> list[tuple[str, Any, Any]]:
+    """(section.key, current value, proposed value) for every value that differs."""
+    now = {s.dotted: s.value for s in settings_of(current)}
+    return [
+        (s.dotted, now[s.dotted], s.value)
+        for s in settings_of(proposed)
+        if now[s.dotted] != s.value
+    ]

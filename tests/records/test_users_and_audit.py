@@ -132,3 +132,28 @@ def test_audit_command_prints_the_trail_as_json(
     table = capsys.readouterr().out
     assert "view" in table and "injury" in table
     assert run(["audit", "--since", "yesterday"]) == 2
+
+
+def test_deactivate_revokes_tokens_reactivate_restores_sign_in_and_both_are_audited(
+    engine: Engine,
+) -> None:
+    from tracker.errors import TrackerError
+    from tracker.services.users import reactivate
+
+    add_user(engine=engine, username="root", role="admin", password="long enough")
+    add_user(engine=engine, username="dana", role="clinician", password="long enough")
+    token = issue_api_token(engine=engine, username="dana", name="feed", actor="root")
+    with pytest.raises(TrackerError, match="cannot disable your own account"):
+        deactivate(engine=engine, username="root", actor="root")
+    assert not deactivate(engine=engine, username="dana", actor="root").active
+    assert reactivate(engine=engine, username="dana", actor="root").active
+    assert authenticate(engine=engine, username="dana", password="long enough") is not None
+    assert user_for_token(engine=engine, token=token) is None  # revoked stays revoked
+    trail = [(r.action, r.entity, r.before, r.after) for r in audit_trail(engine=engine)]
+    assert trail[:3] == [
+        ("correct", "user_account", {"active": False}, {"active": True}),
+        ("correct", "user_account", {"active": True}, {"active": False}),
+        ("create", "api_token", None, {"username": "dana", "name": "feed"}),
+    ]
+    with pytest.raises(NotFound):
+        reactivate(engine=engine, username="nobody")

@@ -15,7 +15,7 @@ from tests.web.web_support import api_token, csrf_in, sign_in
 
 OPEN_PATHS = {"/signin", "/healthz", "/api/v1/openapi.json", "/api/v1/docs"}  # by design
 SAMPLE = {"mrn": "H-READY", "slug": "injuries", "entity": "injuries", "fmt": "html"}
-# Writes a clinician may do and a surgeon may not; pages an admin alone may see.
+# Writes a clinician may do and a surgeon may not; pages and forms for an admin alone.
 EDITING = re.compile(r"/(new|edit|stop|void)$|^/import$|^/api/v1/patients/\{mrn\}/\w[\w-]*$")
 ADMIN_ONLY = re.compile(r"^/admin/")
 
@@ -108,14 +108,20 @@ def test_surgeon_api_write_with_a_valid_body_is_forbidden(
     assert response.status_code == 403
 
 
-def test_only_an_admin_sees_the_audit_trail_and_users(client: TestClient) -> None:
-    admin_pages = [u for m, p, u in every_route(client) if ADMIN_ONLY.search(p) and m == "GET"]
-    assert admin_pages
+def test_only_an_admin_sees_the_audit_trail_users_and_protocol(client: TestClient) -> None:
+    admin_routes = [(m, p, u) for m, p, u in every_route(client) if ADMIN_ONLY.search(p)]
+    admin_pages = [u for m, p, u in admin_routes if m == "GET"]
+    admin_writes = [u for m, p, u in admin_routes if m == "POST"]
+    assert {"/admin/audit", "/admin/users", "/admin/protocol"} <= set(admin_pages)
+    assert len(admin_writes) >= 5  # add, disable, enable, token, check a protocol
     for role in ("clinician", "surgeon"):
         client.cookies.clear()
         sign_in(client, role)
         for url in admin_pages:
             assert client.get(url).status_code == 403, (role, url)
+        for url in admin_writes:  # with this session's CSRF token: refused for the role
+            response = client.post(url, data={"csrf_token": _csrf(client)})
+            assert response.status_code == 403, (role, url, response.status_code)
     client.cookies.clear()
     sign_in(client, "admin")
     for url in admin_pages:

@@ -3,11 +3,16 @@
 Public surface:
     add_user(*, engine, username, role, password, actor=None) -> User
     authenticate(*, engine, username, password) -> User | None
-    issue_api_token(*, engine, username, name) -> str      # the plaintext, shown once
+    issue_api_token(*, engine, username, name, actor=None) -> str  # the plaintext, shown once
     user_for_token(*, engine, token) -> User | None
     list_users(*, engine) -> list[User]
     set_role(*, engine, username, role, actor=None) -> User
-    deactivate(*, engine, username, actor=None) -> User
+    deactivate(*, engine, username, actor=None) -> User    # an admin never themselves
+    reactivate(*, engine, username, actor=None) -> User
+
+Changes to a user (role, whether they may sign in) are audited as `correct` of the
+`user_account` row, a new API token as `create` of an `api_token` row (its name,
+never the token).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Connection, Engine
 
 from tracker import vocab
-from tracker.errors import Conflict, NotFound, Problem, ValidationFailed
+from tracker.errors import Conflict, NotFound, Problem, TrackerError, ValidationFailed
 from tracker.services.audit import write_event
 from tracker.store.models import ApiToken, UserAccount, table_of
 
@@ -135,19 +140,30 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_api_token(*, engine: Engine, username: str, name: str) -> str:
+def issue_api_token(*, engine: Engine, username: str, name: str, actor: str | None = None) -> str:
     """A new API token for an active user; only its SHA-256 is stored."""
     if not (name or "").strip():
         raise _problem("name", "is required: say what the token is for")
+    if len(name.strip()) > 200:
+        raise _problem("name", "is longer than 200 characters")
     token = "hot_" + secrets.token_urlsafe(32)
     with engine.begin() as conn:
         user = _find(conn, username)
         if user is None or not user.active:
             raise NotFound(f"No active user named '{username}'.")
-        conn.execute(
+        result = conn.execute(
             sa.insert(api_token).values(
                 user_id=user.id, token_hash=_token_hash(token), name=name.strip()
             )
+        )
+        write_event(
+            conn,
+            actor=actor,
+            action=vocab.AuditAction.create,
+            entity="api_token",
+            entity_id=result.inserted_primary_key[0] if result.inserted_primary_key else None,
+            mrn=None,
+            after={"username": user.username, "name": name.strip()},
         )
     return token
 
@@ -181,24 +197,60 @@ def list_users(*, engine: Engine) -> list[User]:
         return [_user(row) for row in rows]
 
 
-def _change(engine: Engine, username: str, **values: object) -> User:
+def _change(
+    engine: Engine,
+    username: str,
+    actor: str | None,
+    *,
+    revoke_tokens: bool = False,
+    **values: object,
+) -> User:
+    """Update one user and audit the change (`correct`, with before and after)."""
+    now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
-        result = conn.execute(
-            sa.update(user_account)
-            .where(user_account.c.username == username)
-            .values(**values, updated_at=dt.datetime.now(dt.UTC))
-        )
-        if result.rowcount != 1:
+        before = _find(conn, username)
+        if before is None:
             raise NotFound(f"No user named '{username}'.")
+        conn.execute(
+            sa.update(user_account)
+            .where(user_account.c.id == before.id)
+            .values(**values, updated_at=now)
+        )
+        if revoke_tokens:
+            conn.execute(
+                sa.update(api_token)
+                .where(api_token.c.user_id == before.id, api_token.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
         found = _find(conn, username)
-    assert found is not None
+        assert found is not None
+        write_event(
+            conn,
+            actor=actor,
+            action=vocab.AuditAction.correct,
+            entity="user_account",
+            entity_id=found.id,
+            mrn=None,
+            before={key: getattr(before, key) for key in values},
+            after={key: getattr(found, key) for key in values},
+        )
     return found
 
 
 def set_role(*, engine: Engine, username: str, role: str, actor: str | None = None) -> User:
-    return _change(engine, username, role=_check_role(role))
+    return _change(engine, username, actor, role=_check_role(role))
 
 
 def deactivate(*, engine: Engine, username: str, actor: str | None = None) -> User:
-    """Sign a user out for good; their name stays in the audit trail."""
-    return _change(engine, username, active=False)
+    """Sign a user out: their sessions stop working and their API tokens are revoked;
+    their name stays in the audit trail. An admin may not deactivate themselves."""
+    if actor is not None and actor == username:
+        raise TrackerError(
+            f"You cannot disable your own account ({username}); ask another admin to."
+        )
+    return _change(engine, username, actor, revoke_tokens=True, active=False)
+
+
+def reactivate(*, engine: Engine, username: str, actor: str | None = None) -> User:
+    """Let a deactivated user sign in again; tokens revoked meanwhile stay revoked."""
+    return _change(engine, username, actor, active=True)

@@ -17,7 +17,7 @@ from tracker import vocab
 class Field:
     name: str
     label: str
-    kind: str = "text"  # text, date, number, select, textarea
+    kind: str = "text"  # text, date, number, select, textarea, code (TOML), password
     choices: tuple[str, ...] = ()
     required: bool = False
     step: str = "any"
@@ -163,3 +163,15 @@ def row_count(values: dict[str, str], spec: FormSpec, wanted: int | None) -> int
             if index.isdigit():
                 used = max(used, int(index) + 1)
     return max(1, min(MAX_ROWS, max(used, wanted or 0, spec.default_rows)))
+
+
+# --- the admin's forms: a new user, an API token's name, a protocol to check ---
+
+NEW_USER = (
+    Field("username", "User name", required=True),
+    Field("role", "Role", "select", choices(vocab.Role), True),
+    Field("password", "Password (8+ chars)", "password", required=True),
+    Field("confirm", "Password again", "password", required=True),
+)
+TOKEN_NAME = Field("name", "What the token is for", required=True)
+PROTOCOL_TEXT = Field("toml", "Protocol file text (TOML)", "code", required=True)

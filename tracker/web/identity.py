@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tracker.errors import NotFound
 from tracker.services.audit import audit_trail, record_view, write_event
 from tracker.services.users import authenticate, list_users, user_for_token
 from tracker.store.models import AuditEvent, UserAccount, table_of
@@ -120,3 +121,11 @@ def audit_rows(
 
 def user_rows(*, engine: Engine) -> list[Any]:
     return list(list_users(engine=engine))
+
+
+def user_by_id(*, engine: Engine, user_id: int) -> Any:
+    """The user the users page's buttons name by id (NotFound if there is none)."""
+    for user in list_users(engine=engine):
+        if user.id == user_id:
+            return user
+    raise NotFound(f"There is no user {user_id}.")
