@@ -325,6 +325,23 @@ def test_a_clinician_voids_a_lab_from_its_correction_form(
     assert voids[0].after and voids[0].after["voided_reason"] == "entered on the wrong day"
 
 
+def test_a_record_is_corrected_or_voided_only_under_its_own_patient(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    sign_in(client, "clinician")
+    lab, url, token, version = _lab_form(client, demo_engine)
+    elsewhere = url.replace("/patients/H-READY/", "/patients/H-NONE/")
+    assert elsewhere != url
+    voided = client.post(elsewhere, data={"csrf_token": token, "version": version, "reason": "x"})
+    assert voided.status_code == 404
+    corrected = client.post(
+        elsewhere.replace("/void", "/edit"),
+        data={"csrf_token": token, "version": version, "save": "1", "value": "99"},
+    )
+    assert corrected.status_code == 404
+    assert f"/labs/{lab.id}/edit" in client.get("/patients/H-READY").text  # untouched
+
+
 def test_a_void_without_a_reason_is_refused_in_place(
     client: TestClient, demo_engine: Engine
 ) -> None:

@@ -163,6 +163,7 @@ async def correct_record(
 ) -> Response:
     require(viewer, CAN_EDIT, "correct records")
     spec = _spec(slug)
+    _owned(spec, engine, mrn, record_id)
     values = await _typed(request)
     version = int(values["version"]) if values.get("version", "").isdigit() else 0
     heading = f"Correct {spec.title.lower()}"
@@ -192,6 +193,12 @@ async def correct_record(
     return _back(mrn, f"{spec.title} corrected.")
 
 
+def _owned(spec: FormSpec, engine: Any, mrn: str, record_id: int) -> None:
+    """A record is changed only under its own patient's address (NotFound otherwise),
+    so the page a clinician acted from always names the patient whose record changed."""
+    saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
+
+
 @router.post("/patients/{mrn}/{slug}/{record_id}/void")
 async def void_record(
     mrn: str, slug: str, record_id: int, request: Request, viewer: PageViewer, engine: EngineDep
@@ -200,6 +207,7 @@ async def void_record(
     the error beside the reason, a stale version is refused like a stale correction."""
     require(viewer, CAN_EDIT, "void records")
     spec = _spec(slug)
+    _owned(spec, engine, mrn, record_id)
     typed = await _typed(request)
     version = int(typed["version"]) if typed.get("version", "").isdigit() else 0
     try:
@@ -237,6 +245,7 @@ async def stop_course(
     mrn: str, course_id: int, request: Request, viewer: PageViewer, engine: EngineDep
 ) -> Response:
     require(viewer, CAN_EDIT, "stop courses")
+    _owned(FORMS["courses"], engine, mrn, course_id)
     values = await _typed(request)
     version = int(values["version"]) if values.get("version", "").isdigit() else 0
     try:
