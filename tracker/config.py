@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("data") / "tracker.db"
@@ -49,4 +49,18 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, or one clear message naming each bad HO_TRACKER_ variable."""
+    from tracker.errors import Problem, ValidationFailed
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ValidationFailed(
+            Problem(
+                source="environment",
+                line=None,
+                field="HO_TRACKER_" + "_".join(str(p) for p in e["loc"]).upper(),
+                reason=f"{e['msg']} (got {e.get('input')!r})",
+            )
+            for e in error.errors()
+        ) from None

@@ -122,3 +122,17 @@ def test_export_writes_all_seven_files(db_url: str, tmp_path: Path, capsys) -> N
         "procedures.csv",
         "treatments.csv",
     ]
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "1"], ["patients", "list"]])
+def test_a_bad_setting_in_the_environment_is_named_not_a_traceback(
+    command: list[str],
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setenv("HO_TRACKER_SMTP_PORT", "abc")
+    assert run(command) == 2
+    err = capsys.readouterr().err
+    assert "HO_TRACKER_SMTP_PORT" in err and "valid integer" in err
+    assert "Traceback" not in err

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from tracker.config import get_settings
 from tracker.errors import TrackerError
 from tracker.vocab import ReminderStatus
 
@@ -37,28 +38,7 @@ ProtocolOption = Annotated[
 def _protocol(path: Path | None) -> Any:
     from tracker.services.assessment import protocol_from
 
-    return protocol_from(path or _settings().protocol_file)
-
-
-def _settings() -> Any:
-    """The settings, or one clear message naming each bad HO_TRACKER_ variable."""
-    from pydantic import ValidationError
-
-    from tracker.config import get_settings
-    from tracker.errors import Problem, ValidationFailed
-
-    try:
-        return get_settings()
-    except ValidationError as error:
-        raise ValidationFailed(
-            Problem(
-                source="environment",
-                line=None,
-                field="HO_TRACKER_" + "_".join(str(p) for p in e["loc"]).upper(),
-                reason=f"{e['msg']} (got {e.get('input')!r})",
-            )
-            for e in error.errors()
-        ) from None
+    return protocol_from(path or get_settings().protocol_file)
 
 
 @reminders_app.command("plan")
@@ -183,7 +163,7 @@ def deliver_command(protocol: ProtocolOption = None) -> None:
     from tracker.reminders.delivery import Deliverer
     from tracker.reminders.jobs import summarise_problems
 
-    deliverer = Deliverer(engine=_engine(), protocol=_protocol(protocol), settings=_settings())
+    deliverer = Deliverer(engine=_engine(), protocol=_protocol(protocol), settings=get_settings())
     report = deliverer.deliver()
     report.add(deliverer.escalate())
     for line in summarise_problems(report.problems):
@@ -252,7 +232,7 @@ def scheduler_command(protocol: ProtocolOption = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = _settings()
+    settings = get_settings()
     if not settings.smtp_host:
         logging.getLogger("tracker.reminders").warning(
             "no SMTP server configured (HO_TRACKER_SMTP_HOST): reminders stay on the worklist"
