@@ -37,7 +37,7 @@ from tracker.services.record_store import (
     record_snapshot,
     refuse_duplicate,
     refuse_unknown,
-    refuse_unknown_in_row,
+    refuse_unknown_in_rows,
     rows_path,
     stored_together,
     study_table,
@@ -66,8 +66,7 @@ def add_imaging_study(
         raise ValidationFailed(
             [Problem(STUDY.entity, None, "findings", "give at least one site finding")]
         )
-    for i, row in enumerate(findings):
-        refuse_unknown_in_row(FINDING, row, FINDING_FIELDS, f"findings[{i}]")
+    refuse_unknown_in_rows(FINDING, findings, FINDING_FIELDS, "findings")
     path = rows_path("findings", STUDY_FIELDS)
     study = {"date": date, "modality": modality, "accession": accession}
     try:
@@ -125,8 +124,7 @@ def correct_imaging_study(
     given = list(flat.pop("findings", None) or [])
     notes = flat.pop("notes", None)
     refuse_unknown(STUDY, flat, STUDY_FIELDS)
-    for i, row in enumerate(given):
-        refuse_unknown_in_row(FINDING, row, FINDING_FIELDS, f"findings[{i}]")
+    refuse_unknown_in_rows(FINDING, given, FINDING_FIELDS, "findings")
     path = rows_path("findings", STUDY_FIELDS)
     try:
         with engine.begin() as conn:

@@ -361,20 +361,23 @@ def without_timestamps(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in ("created_at", "updated_at")}
 
 
-def refuse_unknown_in_row(
-    kind: Kind, row: Mapping[str, Any], allowed: Sequence[str], prefix: str
+def refuse_unknown_in_rows(
+    kind: Kind, rows: Sequence[Mapping[str, Any]], allowed: Sequence[str], name: str
 ) -> None:
-    unknown = sorted(set(row) - set(allowed) - {"id"})
-    if unknown:
-        raise ValidationFailed(
-            Problem(
-                kind.entity,
-                None,
-                f"{prefix}.{name}",
-                f"is not a field of a {kind.label.lower()}; allowed: {', '.join(allowed)}",
-            )
-            for name in unknown
+    """Refuse keys that are not fields of `kind` in any row of the list `name`,
+    each named by its path (`findings[1].colour`)."""
+    problems = [
+        Problem(
+            kind.entity,
+            None,
+            f"{name}[{i}].{key}",
+            f"is not a field of a {kind.label.lower()}; allowed: {', '.join(allowed)}",
         )
+        for i, row in enumerate(rows)
+        for key in sorted(set(row) - set(allowed) - {"id"})
+    ]
+    if problems:
+        raise ValidationFailed(problems)
 
 
 def owner_of(conn: Connection, kind: Kind, row: Mapping[str, Any]) -> Owner:

@@ -65,7 +65,7 @@ from tracker.services.record_store import (
     patient_by_mrn,
     record_snapshot,
     refuse_duplicate,
-    refuse_unknown_in_row,
+    refuse_unknown_in_rows,
     rows_path,
     stored_together,
     typed,
@@ -284,8 +284,7 @@ def add_bone_scan(
         raise ValidationFailed(
             [Problem(BONE_SCAN.entity, None, "measurements", "give at least one measurement")]
         )
-    for i, row in enumerate(measurements):
-        refuse_unknown_in_row(BONE_SCAN, row, MEASUREMENT_FIELDS, f"measurements[{i}]")
+    refuse_unknown_in_rows(BONE_SCAN, measurements, MEASUREMENT_FIELDS, "measurements")
     path = rows_path("measurements", ("date",))
     saved: list[Saved] = []
     try:

@@ -193,10 +193,12 @@ async def correct_record(
     return _back(mrn, f"{spec.title} corrected.")
 
 
-def _owned(spec: FormSpec, engine: Any, mrn: str, record_id: int) -> None:
+def _owned(spec: FormSpec, engine: Any, mrn: str, record_id: int) -> dict[str, str]:
     """A record is changed only under its own patient's address (NotFound otherwise),
-    so the page a clinician acted from always names the patient whose record changed."""
-    saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
+    so the page a clinician acted from always names the patient whose record changed.
+    Returns the stored record as form values."""
+    values, _ = saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
+    return values
 
 
 @router.post("/patients/{mrn}/{slug}/{record_id}/void")
@@ -207,7 +209,7 @@ async def void_record(
     the error beside the reason, a stale version is refused like a stale correction."""
     require(viewer, CAN_EDIT, "void records")
     spec = _spec(slug)
-    _owned(spec, engine, mrn, record_id)
+    stored = _owned(spec, engine, mrn, record_id)
     typed = await _typed(request)
     version = int(typed["version"]) if typed.get("version", "").isdigit() else 0
     try:
@@ -217,9 +219,8 @@ async def void_record(
         )  # fmt: skip
     except ValidationFailed as failed:
         errors, _ = _errors(failed)
-        values, _ = saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
         return _show(
-            request, mrn=mrn, spec=spec, heading=f"Correct {spec.title.lower()}", values=values,
+            request, mrn=mrn, spec=spec, heading=f"Correct {spec.title.lower()}", values=stored,
             version=version, record_id=record_id, void_values=typed, void_errors=errors,
             status=422,
         )  # fmt: skip
