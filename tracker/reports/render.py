@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
 from markupsafe import Markup
 
 from tracker.reports.content import DISCLAIMER, BoardReport, BoardSite, PatientReport
@@ -28,6 +28,7 @@ from tracker.reports.figures import (
 )
 from tracker.staging.readiness import Readiness
 from tracker.staging.stage import Stage
+from tracker.templating import jinja_environment
 
 Medium = Literal["screen", "print"]
 
@@ -46,14 +47,7 @@ DPI = {"screen": 130, "print": 200}
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html", "j2"], default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["words"] = lambda text: str(text).replace("_", " ")
+    env = jinja_environment(TEMPLATES)
     env.filters["value"] = _value
     env.filters["ratio"] = _ratio
     env.filters["css_string"] = _css_string

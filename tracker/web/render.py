@@ -10,14 +10,11 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment
+
+from tracker.templating import jinja_environment
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-
-
-def _words(value: Any) -> str:
-    """vocab values as words: 'insufficient_data' -> 'insufficient data'."""
-    return "" if value is None else str(value).replace("_", " ")
 
 
 def _d(value: dt.date | None) -> str:
@@ -26,14 +23,7 @@ def _d(value: dt.date | None) -> str:
 
 @cache
 def environment() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
-        autoescape=select_autoescape(["j2", "html"], default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["words"] = _words
+    env = jinja_environment(TEMPLATES_DIR)
     env.filters["d"] = _d
     env.globals["urlencode"] = urlencode
     return env
