@@ -1,14 +1,16 @@
-"""The planner's bulk writes: multi-row inserts and set-based status updates, in
-chunks, grouped by reason, each row only if unchanged since it was read."""
+"""The planner's bulk writes: inserts of many rows per statement and set-based status
+updates, in chunks, grouped by reason, each row only if unchanged since it was read;
+written on a thread of their own while the plan goes on, all or nothing."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from tests.reminders.reminder_support import (  # noqa: F401  (fixtures)
     add_finding,
@@ -19,6 +21,8 @@ from tests.reminders.reminder_support import (  # noqa: F401  (fixtures)
 from tracker.protocol import Protocol
 from tracker.reminders import planner
 from tracker.reminders.planner import plan
+from tracker.store import database
+from tracker.store.loaders import read_cohort
 
 PROTOCOL = Protocol()
 INJURED = date(2025, 1, 1)
@@ -113,8 +117,9 @@ def test_a_reminder_changed_since_it_was_read_is_left_alone(
     )
     changed = replace(PROTOCOL, reminders=rules)
     with any_engine.connect() as conn:
-        frames = planner.read_cohort(conn)
+        frames = read_cohort(conn)
         stored = planner._stored(conn)
+        patient_ids = planner._patient_ids(conn)
     # another process touches one of them (a delivery claim bumps the version)
     touched = int(stored.loc[stored["rule"] == "consider_prophylaxis", "id"].iloc[0])
     with any_engine.begin() as conn:
@@ -123,8 +128,10 @@ def test_a_reminder_changed_since_it_was_read_is_left_alone(
         )
     result = planner.reconcile(
         engine=any_engine,
-        inputs=planner.cohort_inputs(frames, as_of, changed),
+        inputs=planner.record_inputs(vars(frames)),
+        cohort=lambda: frames,
         stored=stored,
+        patient_ids=patient_ids,
         as_of=as_of,
         protocol=changed,
         dry_run=False,
@@ -136,3 +143,93 @@ def test_a_reminder_changed_since_it_was_read_is_left_alone(
     }
     assert statuses.pop(touched) == "due"  # ...but the changed row was not overwritten
     assert set(statuses.values()) == {"cancelled"} and len(statuses) == PATIENTS - 1
+
+
+# --- writes overlapped with planning ---------------------------------------------------
+
+
+def _injured_with_ho(engine: Engine) -> None:
+    """Patients whose plan has rows from two of its three rounds: prophylaxis and screens
+    (records alone) and a monitoring radiograph (the site's stage); no site is ready."""
+    for i in range(PATIENTS):
+        add_patient(
+            engine,
+            f"S{i:03d}",
+            injuries=[{"kind": "spinal_cord_injury", "d": INJURED.isoformat()}],
+        )
+    with engine.begin() as conn:
+        ids = dict(conn.execute(sa.text("SELECT mrn, id FROM patient")).all())
+        add_finding(
+            conn,
+            ids["S000"],
+            date=(INJURED + timedelta(days=20)).isoformat(),
+            modality="radiograph",
+        )
+
+
+EXPECTED = PATIENTS * 5 - 4 + 1  # S000's HO on day 20 stops its 4 screens; 1 radiograph
+
+
+def test_a_failure_while_sites_are_staged_rolls_back_the_rows_already_inserted(
+    any_engine: Engine, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _injured_with_ho(any_engine)
+    inserted = threading.Event()
+    execute = planner._execute
+
+    def counted(conn: Connection, sql: str, payload: str) -> None:
+        execute(conn, sql, payload)
+        inserted.set()
+
+    def failing_staging(*args: object, **kwargs: object) -> None:
+        # the first round's rows are in the writer's open transaction by now
+        assert inserted.wait(timeout=60)
+        raise RuntimeError("staging failed")
+
+    monkeypatch.setattr(planner, "_execute", counted)
+    monkeypatch.setattr(planner.sites, "stage_and_readiness", failing_staging)
+    with pytest.raises(RuntimeError, match="staging failed"):
+        plan(engine=any_engine, as_of=INJURED + timedelta(days=30), protocol=PROTOCOL)
+    assert reminders(any_engine) == []  # nothing half-written
+    monkeypatch.undo()
+    done = plan(engine=any_engine, as_of=INJURED + timedelta(days=30), protocol=PROTOCOL)
+    assert len(done.created) == len(reminders(any_engine)) == EXPECTED
+
+
+def test_a_write_the_database_refuses_fails_the_plan_and_writes_nothing(
+    any_engine: Engine, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _injured_with_ho(any_engine)
+    calls: list[int] = []
+    execute = planner._execute
+
+    def refused_at_the_third(conn: Connection, sql: str, payload: str) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise sa.exc.OperationalError(sql, {}, Exception("disk I/O error"))
+        execute(conn, sql, payload)
+
+    monkeypatch.setattr(planner, "_execute", refused_at_the_third)
+    with pytest.raises(sa.exc.OperationalError, match="disk I/O error"):
+        plan(engine=any_engine, as_of=INJURED + timedelta(days=30), protocol=PROTOCOL)
+    assert len(calls) == 3 and reminders(any_engine) == []
+
+
+def test_a_plan_into_an_in_memory_database_writes_from_the_planning_thread() -> None:
+    # an in-memory SQLite database is one connection per thread: a writer thread would
+    # see a database of its own, so there the writes run at the end, in this thread
+    engine = database.make_engine("sqlite://")
+    database.upgrade(engine)
+    _injured_with_ho(engine)
+    before = set(threading.enumerate())
+    result = plan(engine=engine, as_of=INJURED + timedelta(days=30), protocol=PROTOCOL)
+    assert set(threading.enumerate()) == before
+    assert len(result.created) == len(reminders(engine)) == EXPECTED
+    assert set(result.created["rule"]) == {
+        "consider_prophylaxis",
+        "hip_ultrasound_screen",
+        "monitoring_radiograph",
+    }
+    assert (
+        plan(engine=engine, as_of=INJURED + timedelta(days=30), protocol=PROTOCOL).rows_written == 0
+    )

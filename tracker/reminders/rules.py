@@ -19,8 +19,8 @@ as whole day numbers (days since 1970-01-01) so no datetime resolution can diffe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from functools import cached_property
 
@@ -63,7 +63,9 @@ class RuleInputs:
     """What the rules read: the cohort frames (see `CohortFrames`) and the sites.
 
     `sites`: mrn, site, side, stage, readiness, ready_since (a date, or None when
-    the site is not ready) for every site with evidence on as_of.
+    the site is not ready) for every site with evidence on as_of. None while the sites
+    are not staged yet: the rules that read records alone (`BY_RECORDS`) can already
+    answer, and the cut takes the sites later (`Cut.with_sites`).
     """
 
     injuries: pd.DataFrame
@@ -71,7 +73,7 @@ class RuleInputs:
     bone_scans: pd.DataFrame
     courses: pd.DataFrame
     procedures: pd.DataFrame
-    sites: pd.DataFrame
+    sites: pd.DataFrame | None = None
 
 
 SITES = [site.value for site in Site]
@@ -80,6 +82,7 @@ NO_SITE = -1
 _SITE_OF = np.array([*SITES, None], dtype=object)
 _SIDE_OF = np.array([*SIDES, None], dtype=object)
 RULES = [rule.value for rule in ReminderRule]
+_RULE_OF = np.array(RULES, dtype=object)
 
 
 def vocabulary_codes(values: pd.Series | np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
@@ -113,12 +116,36 @@ class Cut:
     scans: pd.DataFrame  # pid, place, day, delayed
     courses: pd.DataFrame  # pid, agent, intent, start, end, planned_end
     resections: pd.DataFrame  # pid, place, day
-    sites: pd.DataFrame  # pid, place, stage, readiness, ready_since
+    sites: pd.DataFrame | None  # pid, place, stage, readiness, ready_since (None: not staged)
     as_of: int
     horizon: int
 
     def pids(self, mrn: pd.Series) -> np.ndarray:
         return np.asarray(self.mrns.get_indexer(pd.Index(np.asarray(mrn, dtype=object))), "int64")
+
+    def with_sites(self, sites: pd.DataFrame) -> Cut:
+        """This cut with the staged sites (see `RuleInputs.sites`). A site exists only
+        through its records, so every site's patient is already numbered."""
+        pid = self.pids(sites["mrn"])
+        if (pid < 0).any():
+            unknown = sorted(set(np.asarray(sites["mrn"], dtype=object)[pid < 0]))[:5]
+            raise ValueError(f"sites of patients without records: {', '.join(unknown)}")
+        keyed = pd.DataFrame(
+            {
+                "pid": pid,
+                "place": _place(pid, site_codes(sites["site"], sites["side"])),
+                "stage": np.asarray(sites["stage"], dtype=object),
+                "readiness": np.asarray(sites["readiness"], dtype=object),
+                "ready_since": days(sites["ready_since"]),
+            }
+        )
+        return replace(self, sites=keyed)
+
+    @property
+    def staged(self) -> pd.DataFrame:
+        if self.sites is None:
+            raise ValueError("the sites are not staged yet (Cut.with_sites)")
+        return self.sites
 
     @cached_property
     def first_ho(self) -> pd.Series:
@@ -159,7 +186,6 @@ def cut_at(inputs: RuleInputs, as_of: date, protocol: Protocol) -> Cut:
         inputs.bone_scans,
         inputs.courses,
         inputs.procedures,
-        inputs.sites,
     ]
     # one number per patient: factorising every mrn column at once is a hash pass
     codes, uniques = pd.factorize(
@@ -201,25 +227,22 @@ def cut_at(inputs: RuleInputs, as_of: date, protocol: Protocol) -> Cut:
     )
     procedures = keyed(inputs.procedures, site=True)
     procedures = procedures[(inputs.procedures["kind"] == "resection").to_numpy(bool)]
-    sites = keyed(inputs.sites, None, site=True)
-    sites["stage"] = np.asarray(inputs.sites["stage"], dtype=object)
-    sites["readiness"] = np.asarray(inputs.sites["readiness"], dtype=object)
-    sites["ready_since"] = days(inputs.sites["ready_since"])
 
     def upto(frame: pd.DataFrame, column: str = "day") -> pd.DataFrame:
         return frame[frame[column].to_numpy() <= today].reset_index(drop=True)
 
-    return Cut(
+    cut = Cut(
         mrns=mrns,
         injuries=upto(injuries),
         findings=upto(findings),
         scans=upto(scans),
         courses=upto(courses, "start"),
         resections=upto(procedures),
-        sites=sites,
+        sites=None,
         as_of=today,
         horizon=today + protocol.reminders.horizon_days,
     )
+    return cut if inputs.sites is None else cut.with_sites(inputs.sites)
 
 
 def _finding_rank(findings: pd.DataFrame) -> np.ndarray:
@@ -307,27 +330,27 @@ def with_details(keys: pd.DataFrame, details: list[Detail]) -> pd.DataFrame:
         here = part == number
         if here.any():
             text[here] = np.asarray(detail(src[here]), dtype=object)
-    return keys.drop(columns=["part", "src"]).assign(detail=text)
+    return keys.drop(columns=["part", "src"]).assign(
+        detail=pd.Series(text, index=keys.index, dtype=object)
+    )
 
 
 def wanted_keys(
-    inputs: RuleInputs, as_of: date, protocol: Protocol, cut: Cut | None = None
+    inputs: RuleInputs,
+    as_of: date,
+    protocol: Protocol,
+    cut: Cut | None = None,
+    *,
+    only: Collection[ReminderRule] | None = None,
 ) -> tuple[pd.DataFrame, list[Detail]]:
     """`wanted` without the words: the natural keys, plus (part, src) telling
-    `with_details` how to write the detail of any of the rows."""
+    `with_details` how to write the detail of any of the rows.
+
+    `only`: these rules alone (default: every rule), so a caller can ask the rules
+    that read records alone (`BY_RECORDS`) before the sites are staged."""
     rules = protocol.reminders
     cut = cut or cut_at(inputs, as_of, protocol)
-    parts = [
-        _screens(cut, rules),
-        _prophylaxis(cut, rules),
-        _monitoring(cut, rules),
-        _maturity_scans(cut, rules),
-        _course_reviews(cut, rules),
-        _post_course(cut, rules),
-        _readiness_reviews(cut, rules),
-        _post_resection(cut, rules),
-        _recurrence(cut, rules),
-    ]
+    parts = [build(cut, rules) for rule, build in _BUILDERS.items() if only is None or rule in only]
     parts = [p for p in parts if len(p)]
     details: list[Detail] = [p.attrs["detail"] for p in parts]
     if not parts:
@@ -342,16 +365,17 @@ def wanted_keys(
         ["pid", "rule", "place", "due"], kind="stable"
     )  # stable: first rule row wins
     out = out[~out.duplicated(["pid", "rule", "place", "due"])]
-    place = out["place"].to_numpy()
+    pid, place = out["pid"].to_numpy(), out["place"].to_numpy()
     code = np.where(place >= 0, place % 64, len(SITES) * len(SIDES))
     site_index = np.where(place >= 0, code // len(SIDES), len(SITES))
     side_index = np.where(place >= 0, code % len(SIDES), len(SIDES))
     return pd.DataFrame(
         {
-            "pid": out["pid"].to_numpy(),
-            "mrn": cut.mrns.to_numpy(dtype=object)[out["pid"].to_numpy()],
-            "rule": np.asarray(RULES, dtype=object)[out["rule"].to_numpy()],
-            # object columns, so no site stays None (pandas would make it NaN)
+            "pid": pid,
+            # object columns: no site stays None (pandas would make it NaN), and no
+            # text is copied into Arrow strings and back on the way to the database
+            "mrn": pd.Series(cut.mrns.to_numpy(dtype=object)[pid], dtype=object),
+            "rule": pd.Series(_RULE_OF[out["rule"].to_numpy()], dtype=object),
             "site": pd.Series(_SITE_OF[site_index], dtype=object),
             "side": pd.Series(_SIDE_OF[side_index], dtype=object),
             "due": out["due"].to_numpy(),
@@ -359,6 +383,13 @@ def wanted_keys(
             "src": out["src"].to_numpy(),
         }
     ), details
+
+
+BY_STAGE = frozenset({R.monitoring_radiograph, R.maturity_bone_scan})
+"""The rules that read a site's stage and readiness (`Cut.staged`) but not the day it
+became ready; `readiness_review` reads that day too. The others read the records
+alone (`BY_RECORDS`). No rule's `satisfied` check reads the sites."""
+BY_RECORDS = frozenset(ReminderRule) - BY_STAGE - {R.readiness_review}
 
 
 def _screens(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
@@ -405,10 +436,11 @@ def _site_base(
 ) -> pd.DataFrame:
     """Sites at one of `stages` with their reference day: the latest `reference` record
     at the site, else the site's first evidence (after its latest resection)."""
-    mask = cut.sites["stage"].isin(list(stages)).to_numpy(bool)
+    staged = cut.staged
+    mask = staged["stage"].isin(list(stages)).to_numpy(bool)
     if readiness_not is not None:
-        mask = mask & (cut.sites["readiness"] != readiness_not).to_numpy(bool)
-    sites = cut.sites[mask & (cut.sites["place"].to_numpy() >= 0)]
+        mask = mask & (staged["readiness"] != readiness_not).to_numpy(bool)
+    sites = staged[mask & (staged["place"].to_numpy() >= 0)]
     place = sites["place"].to_numpy()
     latest = reference.groupby("place")["day"].max().reindex(place).to_numpy()
     first = cut.first_evidence.reindex(place).to_numpy()
@@ -501,7 +533,7 @@ def _post_course(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
 def _readiness_reviews(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
     if not rules.readiness_review.enabled:
         return pd.DataFrame()
-    sites = cut.sites
+    sites = cut.staged
     since = sites["ready_since"].to_numpy()
     sites = sites[((sites["readiness"] == Readiness.ready).to_numpy(bool)) & ~np.isnan(since)]
     since = sites["ready_since"].to_numpy()
@@ -552,6 +584,19 @@ def _recurrence(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
         detail,
         resections["place"].to_numpy()[repeat],
     )
+
+
+_BUILDERS: dict[ReminderRule, Callable[[Cut, ReminderRules], pd.DataFrame]] = {
+    R.hip_ultrasound_screen: _screens,
+    R.consider_prophylaxis: _prophylaxis,
+    R.monitoring_radiograph: _monitoring,
+    R.maturity_bone_scan: _maturity_scans,
+    R.course_review: _course_reviews,
+    R.post_course_radiograph: _post_course,
+    R.readiness_review: _readiness_reviews,
+    R.post_resection_prophylaxis: _post_resection,
+    R.recurrence_radiograph: _recurrence,
+}
 
 
 # --- satisfied ------------------------------------------------------------------------

@@ -129,15 +129,22 @@ _NUMBERS = {
 
 def read_cohort(conn: Connection) -> CohortFrames:
     """Read every stored row that assessment needs (the cohort path's only I/O)."""
-    frames: dict[str, pd.DataFrame] = {}
-    for name, (sql, date_columns) in _QUERIES.items():
-        frame = _read_frame(conn, sql, date_columns)
-        for column in date_columns:
-            frame[column] = pd.to_datetime(frame[column], format="ISO8601")
-        if "brooker" in frame:
-            frame["brooker"] = pd.to_numeric(frame["brooker"]).astype("Int64")
-        frames[name] = frame
-    return CohortFrames(**frames)
+    return CohortFrames(**{name: read_table(conn, name) for name in TABLES})
+
+
+TABLES = tuple(_QUERIES)
+"""The `CohortFrames` fields, in the order `read_cohort` reads them."""
+
+
+def read_table(conn: Connection, name: str) -> pd.DataFrame:
+    """One of the cohort frames (`CohortFrames` field `name`), as `read_cohort` reads it."""
+    sql, date_columns = _QUERIES[name]
+    frame = _read_frame(conn, sql, date_columns)
+    for column in date_columns:
+        frame[column] = pd.to_datetime(frame[column], format="ISO8601")
+    if "brooker" in frame:
+        frame["brooker"] = pd.to_numeric(frame["brooker"]).astype("Int64")
+    return frame
 
 
 def _read_frame(conn: Connection, sql: str, date_columns: tuple[str, ...]) -> pd.DataFrame:
