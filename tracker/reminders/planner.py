@@ -17,16 +17,19 @@ Writes are bulk: INSERTs of the new rows only, many rows per statement as one JS
 text, and set-based UPDATEs (one per reason and chunk of rows) for status changes.
 They are one transaction, made on a thread of their own (`_Writes`) while the plan
 goes on: the rules ask in three rounds (records alone, the sites' stage, the day a
-site became ready), and each round's rows are inserted while the next is worked out.
+site became ready), and each round's rows are inserted while the next is worked out
+(the lab results, read by staging alone, are read while the first round is).
 Planning twice changes nothing the second time. A dry run computes the same
 changes and writes none, so a protocol change can be previewed.
 """
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -208,17 +211,20 @@ def plan(
 ) -> PlanResult:
     """Bring the stored reminders in line with the records on as_of (see module doc)."""
     now = now or utcnow()
-    with engine.connect() as conn:
-        # every record but the lab results, which only staging reads: they are read
-        # while the first reminders are being written (see `reconcile`)
+    with engine.connect() as conn, ThreadPoolExecutor(1, "reminder-plan-read") as pool:
         frames = {name: read_table(conn, name) for name in TABLES if name != "labs"}
         stored = _stored(conn)
         patient_ids = _patient_ids(conn)
+        # the lab results, which only staging reads, are read on a connection of their
+        # own while the first rules are asked (see `reconcile`)
+        labs: Callable[[], pd.DataFrame] = functools.partial(read_table, conn, "labs")
+        if not _thread_bound(engine):
+            labs = pool.submit(_read_table, engine, "labs").result
 
         return reconcile(
             engine=engine,
             inputs=record_inputs(frames),
-            cohort=lambda: CohortFrames(**frames, labs=read_table(conn, "labs")),
+            cohort=lambda: CohortFrames(**frames, labs=labs()),
             stored=stored,
             patient_ids=patient_ids,
             as_of=as_of,
@@ -226,6 +232,17 @@ def plan(
             dry_run=dry_run,
             now=now,
         )
+
+
+def _read_table(engine: Engine, name: str) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return read_table(conn, name)
+
+
+def _thread_bound(engine: Engine) -> bool:
+    """An in-memory SQLite database: one connection per thread (or one for all), so
+    no other thread can read or write it on a connection of its own."""
+    return engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
 
 
 def reconcile(
@@ -248,8 +265,9 @@ def reconcile(
     the sites' stage and readiness, and `readiness_review`, which reads the day a
     site became ready. Each round's new rows go to the writer (`_Writes`), which
     inserts them on its own thread while the next round is worked out here: the
-    database works without Python's lock, so the two overlap. All writes are one
-    transaction, committed only if everything succeeds."""
+    database works without Python's lock, so the two overlap (as `plan` overlaps
+    reading the lab results with the first round). All writes are one transaction,
+    committed only if everything succeeds."""
     today = rules.day_number(as_of)
     horizon = today + protocol.reminders.horizon_days
     cut = rules.cut_at(inputs, as_of, protocol)
@@ -312,8 +330,8 @@ class _Writes:
     goes on computing, committed when the block ends without error. An error on
     either side rolls everything back, so nothing is half-written.
 
-    A dry run writes nothing. An in-memory SQLite database is one connection per
-    thread (or one shared by all), so there the writes run in order at the end."""
+    A dry run writes nothing. In an in-memory SQLite database (`_thread_bound`) the
+    writes run in order at the end, in the planning thread."""
 
     def __init__(self, engine: Engine, dry_run: bool) -> None:
         self._engine = engine
@@ -322,9 +340,8 @@ class _Writes:
         self._jobs = queue.SimpleQueue()
         self._failed: BaseException | None = None
         self._give_up = False
-        memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
         self._thread: threading.Thread | None = None
-        if not dry_run and not memory:
+        if not dry_run and not _thread_bound(engine):
             self._thread = threading.Thread(target=self._run, name="reminder-plan-writes")
             self._thread.start()
 
