@@ -474,7 +474,7 @@ _FROM_JSON = {  # each element of one JSON array of rows is a row of 7 values
     + ", 0, 0, 1 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",
     "postgresql": _INSERT
     + "SELECT (e->>0)::integer, e->>1, e->>2, e->>3, (e->>4)::date, e->>5, e->>6, 0, false, 1 "
-    "FROM json_array_elements(%s::json) AS e ON CONFLICT DO NOTHING",
+    "FROM jsonb_array_elements(%s::jsonb) AS e ON CONFLICT DO NOTHING",
 }
 _ROWS_PER_INSERT = 20_000
 
