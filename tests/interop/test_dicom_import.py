@@ -24,6 +24,7 @@ from tracker.services.interop import (
     pending_site,
     pending_sites,
 )
+from tracker.services.records import void_record
 
 TODAY = dt.date(2026, 11, 1)
 
@@ -206,20 +207,59 @@ def test_a_matching_finding_completes_its_pending_site_and_the_other_side_stays_
     assert [(e.entity_id, e.username, e.after and e.after["status"]) for e in audited] == [
         (ids["left"], "dr-a", "completed")
     ]
-    # correcting the finding's side to right completes the right one (the left stays done)
+    # correcting the finding's side to right completes the right one, and the left hip,
+    # which no finding names any more, waits again
     [(finding_id, *_)] = _findings(engine)
     correct_site_finding(
         engine=engine, actor="dr-b", record_id=finding_id, expected_version=1,
         changes={"side": "right"}, today=TODAY,
     )  # fmt: skip
-    assert pending_sites(engine=engine) == []
+    assert [s.id for s in pending_sites(engine=engine)] == [ids["left"]]
     right = pending_site(engine=engine, pending_id=ids["right"])
     assert (right.status, right.completed_by) == ("completed", "dr-b")
-    everything = pending_sites(engine=engine, include_completed=True)
-    assert [(s.side, s.status) for s in everything] == [
-        ("left", "completed"),
-        ("right", "completed"),
+    left = pending_site(engine=engine, pending_id=ids["left"])
+    assert (left.status, left.completed_by, left.completed_at) == ("pending", None, None)
+    audited = [e for e in audit_trail(engine=engine, mrn="P1") if e.entity == "dicom_pending_site"]
+    assert sorted((e.entity_id, e.username, e.after and e.after["status"]) for e in audited) == [
+        (ids["left"], "dr-a", "completed"),
+        (ids["left"], "dr-b", "pending"),
+        (ids["right"], "dr-b", "completed"),
     ]
+
+
+def test_voiding_the_finding_that_completed_a_site_makes_the_site_wait_again(
+    engine: Engine, tmp_path: Path
+) -> None:
+    ids = _left_and_right_hip(engine, tmp_path)
+    complete_pending_site(
+        engine=engine, actor="dr-a", pending_id=ids["left"], finding={"ho": "present"},
+        today=TODAY,
+    )  # fmt: skip
+    complete_pending_site(
+        engine=engine, actor="dr-a", pending_id=ids["right"], finding={"ho": "absent"},
+        today=TODAY,
+    )  # fmt: skip
+    assert pending_sites(engine=engine) == []
+    left_finding = next(f[0] for f in _findings(engine) if f[2] == "left")
+    void_record(
+        engine=engine, actor="dr-b", entity="site_finding", record_id=left_finding,
+        expected_version=1, reason="entered on the wrong patient",
+    )  # fmt: skip
+    # the left hip waits for its finding again; the right one stays completed
+    assert [s.id for s in pending_sites(engine=engine)] == [ids["left"]]
+    assert pending_site(engine=engine, pending_id=ids["right"]).status == "completed"
+    reopened = [
+        e
+        for e in audit_trail(engine=engine, mrn="P1")
+        if e.entity == "dicom_pending_site" and e.after and e.after["status"] == "pending"
+    ]
+    assert [(e.entity_id, e.username) for e in reopened] == [(ids["left"], "dr-b")]
+    # recording it again completes it again
+    done = complete_pending_site(
+        engine=engine, actor="dr-c", pending_id=ids["left"], finding={"ho": "absent"},
+        today=TODAY,
+    )  # fmt: skip
+    assert (done.status, done.completed_by) == ("completed", "dr-c")
 
 
 def test_completing_through_the_service_adds_the_finding_after_the_studys_own(

@@ -190,26 +190,58 @@ def _plain_values(series: pd.Series) -> list[Any]:
     return series.astype(object).where(series.notna(), None).tolist()
 
 
-def complete_pending_sites(conn: Connection, study_ids: Iterable[int], actor: str) -> list[int]:
-    """Mark completed (now, by `actor`) the pending DICOM sites of these studies that a
-    live finding of the same study now matches: the same site, or any site when the
-    header named none; likewise the side. Set-based, one UPDATE per CHUNK studies;
-    returns the ids completed. Runs in the caller's transaction."""
+def _matched() -> sa.Exists:
+    """A live finding of the pending site's study matches it: the same site, or any
+    site when the header named none; likewise the side."""
     p, f = pending_site.c, finding.c
-    matched = (
+    return (
         sa.exists()
         .where(f.study_id == p.study_id, f.voided_at.is_(None))
         .where(sa.or_(p.site.is_(None), p.site == f.site))
         .where(sa.or_(p.side.is_(None), p.side == f.side))
     )
+
+
+def complete_pending_sites(conn: Connection, study_ids: Iterable[int], actor: str) -> list[int]:
+    """Mark completed (now, by `actor`) the pending DICOM sites of these studies that a
+    live finding of the same study now matches (`_matched`). Set-based, one UPDATE per
+    CHUNK studies; returns the ids completed. Runs in the caller's transaction."""
     now = dt.datetime.now(dt.UTC)
-    done: list[int] = []
+    return _set_status(
+        conn,
+        study_ids,
+        (pending_site.c.status == "pending", _matched()),
+        dict(status="completed", completed_at=now, completed_by=actor, updated_at=now),
+    )
+
+
+def reopen_pending_sites(conn: Connection, study_ids: Iterable[int]) -> list[int]:
+    """The reverse: completed sites of these studies that no live finding matches any
+    more (its finding was voided, or corrected to another site or side) wait again.
+    Returns the ids reopened. Runs in the caller's transaction."""
+    now = dt.datetime.now(dt.UTC)
+    return _set_status(
+        conn,
+        study_ids,
+        (pending_site.c.status == "completed", ~_matched()),
+        dict(status="pending", completed_at=None, completed_by=None, updated_at=now),
+    )
+
+
+def _set_status(
+    conn: Connection,
+    study_ids: Iterable[int],
+    where: tuple[sa.ColumnElement[bool], ...],
+    values: dict[str, Any],
+) -> list[int]:
+    p = pending_site.c
+    changed: list[int] = []
     for part in chunks(sorted({int(i) for i in study_ids})):
         result = conn.execute(
             sa.update(pending_site)
-            .where(p.status == "pending", p.study_id.in_(part), matched)
-            .values(status="completed", completed_at=now, completed_by=actor, updated_at=now)
+            .where(p.study_id.in_(part), *where)
+            .values(**values)
             .returning(p.id)
         )
-        done += result.scalars().all()
-    return sorted(done)
+        changed += result.scalars().all()
+    return sorted(changed)

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from tracker import vocab
 from tracker.errors import NotFound, Problem, ValidationFailed
 from tracker.interchange import csv_format as fmt
-from tracker.interchange.tables import complete_pending_sites
+from tracker.interchange.tables import complete_pending_sites, reopen_pending_sites
 from tracker.services.audit import write_event
 from tracker.services.record_checks import check_rows
 from tracker.services.record_store import (
@@ -238,6 +238,7 @@ def correct_site_finding(
             key = {"study_id": before["study_id"], "site": values["site"], "side": values["side"]}
             refuse_duplicate(conn, FINDING, key, "side", exclude=record_id)
             version = bump(conn, FINDING, record_id, expected_version, values)
+            reopen_pending(conn, actor, before["study_id"], owner.mrn)
             complete_pending(conn, actor, before["study_id"], owner.mrn)
             audit(conn, actor, "correct", FINDING, record_id, owner.mrn, without_timestamps(before))
     except sa.exc.IntegrityError as error:
@@ -261,3 +262,21 @@ def complete_pending(conn: Connection, actor: str, study_id: int, mrn: str) -> l
             after={"status": "completed", "study_id": study_id, "completed_by": actor},
         )
     return done
+
+
+def reopen_pending(conn: Connection, actor: str, study_id: int, mrn: str) -> list[int]:
+    """The study's completed DICOM sites that no live finding matches any more (voided,
+    or corrected to another site or side) wait again, with one audit row each."""
+    reopened = reopen_pending_sites(conn, [study_id])
+    for pending_id in reopened:
+        write_event(
+            conn,
+            actor=actor,
+            action=vocab.AuditAction.correct,
+            entity="dicom_pending_site",
+            entity_id=pending_id,
+            mrn=mrn,
+            before={"status": "completed"},
+            after={"status": "pending", "study_id": study_id, "reason": "no finding matches it"},
+        )
+    return reopened

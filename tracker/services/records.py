@@ -43,11 +43,13 @@ from tracker.services.imaging_records import (
     add_imaging_study,
     correct_imaging_study,
     correct_site_finding,
+    reopen_pending,
 )
 from tracker.services.record_checks import check_rows
 from tracker.services.record_store import (
     BONE_SCAN,
     COURSE,
+    FINDING,
     INJURY,
     KINDS,
     LAB,
@@ -382,6 +384,8 @@ def void_record(
                 .where(finding_table.c.study_id == record_id, finding_table.c.voided_at.is_(None))
                 .values(**void, version=finding_table.c.version + 1)
             )
+        if kind is FINDING:  # a DICOM site this finding completed waits for one again
+            reopen_pending(conn, actor, before["study_id"], owner.mrn)
         audit(
             conn,
             actor,
