@@ -51,6 +51,14 @@ class Conflict(TrackerError):
     """The change clashes with what is stored (for example someone saved first)."""
 
 
+class StaleRecord(Conflict):
+    """Someone changed the record since it was opened (its version moved on)."""
+
+    def __init__(self, changed: str) -> None:
+        self.changed = changed  # who changed which record, and when
+        super().__init__(f"{changed}; reload and re-apply your change.")
+
+
 class ProtocolError(TrackerError):
     """The clinic protocol file is invalid; the message names the key."""
 

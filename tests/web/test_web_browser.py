@@ -226,3 +226,32 @@ def test_browser_surgeon_cannot_edit_and_pages_have_no_console_errors(
     assert "Not allowed" in w.page.locator("h1").inner_text()
     w.shot("surgeon_refused")
     assert w.errors == []
+
+
+def test_browser_a_stale_void_shows_the_record_as_it_is_now(
+    browser: object, server: str, web_engine: Engine
+) -> None:
+    from tracker.services.patients import patient_story
+    from tracker.services.records import correct_lab
+
+    story, _ = patient_story(engine=web_engine, mrn="H-MINERAL")
+    lab = story.labs[0]
+    w = Watched(browser, server)
+    w.sign_in("clinician")
+    w.go(f"/patients/H-MINERAL/labs/{lab.id}/edit")
+    # someone else corrects the lab while this form is open
+    correct_lab(
+        engine=web_engine, actor="admin", record_id=lab.id, expected_version=lab.version,
+        changes={"value": 321.0},
+    )  # fmt: skip
+    w.page.fill("#v-reason", "entered twice")
+    w.page.click("button:has-text('Void this record')")
+    w.shot("void_stale")
+    alert = w.page.locator("form.void [role=alert]")
+    assert "Not voided." in alert.inner_text() and "admin" in alert.inner_text()
+    assert w.page.locator("#f-value").input_value() in ("321", "321.0")
+    assert w.page.locator("#v-reason").input_value() == "entered twice"
+    w.page.click("button:has-text('Void this record')")
+    w.page.wait_for_url("**/patients/H-MINERAL?done=*")
+    assert w.page.locator(f"a[href$='/labs/{lab.id}/edit']").count() == 0
+    assert w.errors == []

@@ -354,6 +354,37 @@ def test_a_void_without_a_reason_is_refused_in_place(
     assert f"/labs/{lab.id}/edit" in client.get("/patients/H-READY").text  # still there
 
 
+def test_a_stale_void_shows_the_record_as_it_is_now_and_keeps_the_reason(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    from tracker.services.records import correct_lab
+
+    sign_in(client, "clinician")
+    lab, url, token, version = _lab_form(client, demo_engine)
+    # someone else corrects the lab after this form was opened
+    correct_lab(
+        engine=demo_engine, actor="admin", record_id=lab.id, expected_version=int(version),
+        changes={"value": 123.5},
+    )  # fmt: skip
+    stale = client.post(
+        url, data={"csrf_token": token, "version": version, "reason": "entered twice"}
+    )
+    assert stale.status_code == 409
+    assert "Not voided." in stale.text and "admin" in stale.text
+    assert 'value="123.5"' in stale.text  # the record as it is now
+    assert re.search(r'id="v-reason"[^>]*>entered twice</textarea>', stale.text)
+    newer = re.search(r'name="version" value="(\d+)"', stale.text)
+    assert newer and int(newer.group(1)) == int(version) + 1
+    assert f"/labs/{lab.id}/edit" in client.get("/patients/H-READY").text  # not voided
+    # voiding again from the redrawn form, now up to date, goes through
+    again = client.post(
+        url,
+        data={"csrf_token": csrf_in(stale.text), "version": newer.group(1), "reason": "twice"},
+    )
+    assert again.status_code == 303, again.text[-2000:]
+    assert f"/labs/{lab.id}/edit" not in client.get("/patients/H-READY").text
+
+
 def test_a_surgeon_may_not_void_by_page_or_api(client: TestClient, demo_engine: Engine) -> None:
     sign_in(client, "clinician")
     lab, url, _, version = _lab_form(client, demo_engine)

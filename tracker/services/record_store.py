@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from tracker.errors import Conflict, NotFound, Problem, ValidationFailed
+from tracker.errors import Conflict, NotFound, Problem, StaleRecord, ValidationFailed
 from tracker.interchange import csv_format as fmt
 from tracker.interchange.csv_format import FileFormat
 from tracker.services.audit import last_change, write_event
@@ -268,12 +268,17 @@ def current(conn: Connection, kind: Kind, record_id: int, expected_version: int)
             f"({row['voided_reason']}); it can no longer be changed."
         )
     if int(row["version"]) != int(expected_version):
-        who, when = last_change(conn, entity=kind.entity, entity_id=record_id)
-        raise Conflict(
-            f"{kind.label} {record_id} was changed by {who or 'someone else'} at "
-            f"{when:%Y-%m-%d %H:%M} UTC since you opened it; reload and re-apply your change."
-        )
+        raise stale(conn, kind, record_id)
     return dict(row)
+
+
+def stale(conn: Connection, kind: Kind, record_id: int) -> StaleRecord:
+    """The refusal of a change to a record someone changed since it was opened."""
+    who, when = last_change(conn, entity=kind.entity, entity_id=record_id)
+    return StaleRecord(
+        f"{kind.label} {record_id} was changed by {who or 'someone else'} at "
+        f"{when:%Y-%m-%d %H:%M} UTC since you opened it"
+    )
 
 
 def bump(
@@ -287,12 +292,7 @@ def bump(
         .values(**values, version=expected_version + 1, updated_at=dt.datetime.now(dt.UTC))
     )
     if result.rowcount != 1:
-        # a concurrent save won between our read and this write
-        who, when = last_change(conn, entity=kind.entity, entity_id=record_id)
-        raise Conflict(
-            f"{kind.label} {record_id} was changed by {who or 'someone else'} at "
-            f"{when:%Y-%m-%d %H:%M} UTC since you opened it; reload and re-apply your change."
-        )
+        raise stale(conn, kind, record_id)  # a concurrent save won since our read
     return expected_version + 1
 
 

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tracker.errors import Conflict, NotFound, ValidationFailed
+from tracker.errors import Conflict, NotFound, StaleRecord, ValidationFailed
 from tracker.web import saving
 from tracker.web.auth import CAN_EDIT, require
 from tracker.web.deps import EngineDep, PageViewer
@@ -206,7 +206,9 @@ async def void_record(
     mrn: str, slug: str, record_id: int, request: Request, viewer: PageViewer, engine: EngineDep
 ) -> Response:
     """Void a record with a reason; a blank reason shows the correction form again with
-    the error beside the reason, a stale version is refused like a stale correction."""
+    the error beside the reason. A stale version (someone changed the record since the
+    form was opened) shows the form again with the record as it is now and the reason
+    kept, so the clinician can look before voiding it again."""
     require(viewer, CAN_EDIT, "void records")
     spec = _spec(slug)
     stored = _owned(spec, engine, mrn, record_id)
@@ -223,6 +225,14 @@ async def void_record(
             request, mrn=mrn, spec=spec, heading=f"Correct {spec.title.lower()}", values=stored,
             version=version, record_id=record_id, void_values=typed, void_errors=errors,
             status=422,
+        )  # fmt: skip
+    except StaleRecord as clash:
+        now, current = saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
+        message = f"{clash.changed}. It is shown here as it is now: void it again if it should go."
+        return _show(
+            request, mrn=mrn, spec=spec, heading=f"Correct {spec.title.lower()}", values=now,
+            version=current, record_id=record_id, void_values=typed,
+            void_errors={"version": message}, status=409,
         )  # fmt: skip
     return _back(mrn, f"{spec.title} voided.")
 
