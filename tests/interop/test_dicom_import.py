@@ -227,6 +227,25 @@ def test_a_matching_finding_completes_its_pending_site_and_the_other_side_stays_
     ]
 
 
+def test_correcting_the_studys_finding_to_the_other_side_reopens_the_first_site(
+    engine: Engine, tmp_path: Path
+) -> None:
+    ids = _left_and_right_hip(engine, tmp_path)
+    study_id, version = _study(engine)
+    correct_imaging_study(
+        engine=engine, actor="dr-a", record_id=study_id, expected_version=version,
+        changes={"findings": [{"site": "hip", "side": "left", "ho": "present"}]}, today=TODAY,
+    )  # fmt: skip
+    assert [s.id for s in pending_sites(engine=engine)] == [ids["right"]]
+    # the study form corrects its first finding (row 0) to the right hip
+    correct_imaging_study(
+        engine=engine, actor="dr-b", record_id=study_id, expected_version=version + 1,
+        changes={"findings": [{"side": "right"}]}, today=TODAY,
+    )  # fmt: skip
+    assert [s.id for s in pending_sites(engine=engine)] == [ids["left"]]
+    assert pending_site(engine=engine, pending_id=ids["right"]).completed_by == "dr-b"
+
+
 def test_voiding_the_finding_that_completed_a_site_makes_the_site_wait_again(
     engine: Engine, tmp_path: Path
 ) -> None:

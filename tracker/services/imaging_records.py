@@ -194,7 +194,7 @@ def correct_imaging_study(
                             updated_at=dt.datetime.now(dt.UTC),
                         )
                     )
-            complete_pending(conn, actor, record_id, owner.mrn)
+            sync_pending(conn, actor, record_id, owner.mrn)
             audit(conn, actor, "correct", STUDY, record_id, owner.mrn, without_timestamps(snapshot))
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
@@ -238,45 +238,33 @@ def correct_site_finding(
             key = {"study_id": before["study_id"], "site": values["site"], "side": values["side"]}
             refuse_duplicate(conn, FINDING, key, "side", exclude=record_id)
             version = bump(conn, FINDING, record_id, expected_version, values)
-            reopen_pending(conn, actor, before["study_id"], owner.mrn)
-            complete_pending(conn, actor, before["study_id"], owner.mrn)
+            sync_pending(conn, actor, before["study_id"], owner.mrn)
             audit(conn, actor, "correct", FINDING, record_id, owner.mrn, without_timestamps(before))
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
     return Saved(FINDING.entity, record_id, version, owner.mrn)
 
 
-def complete_pending(conn: Connection, actor: str, study_id: int, mrn: str) -> list[int]:
-    """Complete the study's pending DICOM sites that its live findings now match, with
-    one audit row each (entity dicom_pending_site); returns their ids."""
-    done = complete_pending_sites(conn, [study_id], actor)
-    for pending_id in done:
-        write_event(
-            conn,
-            actor=actor,
-            action=vocab.AuditAction.correct,
-            entity="dicom_pending_site",
-            entity_id=pending_id,
-            mrn=mrn,
-            before={"status": "pending"},
-            after={"status": "completed", "study_id": study_id, "completed_by": actor},
-        )
-    return done
-
-
-def reopen_pending(conn: Connection, actor: str, study_id: int, mrn: str) -> list[int]:
-    """The study's completed DICOM sites that no live finding matches any more (voided,
-    or corrected to another site or side) wait again, with one audit row each."""
+def sync_pending(conn: Connection, actor: str, study_id: int, mrn: str) -> None:
+    """Bring the study's DICOM pending sites in line with its live findings: a site a
+    finding now matches is completed, and a completed site no finding matches any
+    more (voided, or corrected to another site or side) waits again. One audit row
+    per site changed (entity dicom_pending_site)."""
     reopened = reopen_pending_sites(conn, [study_id])
-    for pending_id in reopened:
-        write_event(
-            conn,
-            actor=actor,
-            action=vocab.AuditAction.correct,
-            entity="dicom_pending_site",
-            entity_id=pending_id,
-            mrn=mrn,
-            before={"status": "completed"},
-            after={"status": "pending", "study_id": study_id, "reason": "no finding matches it"},
-        )
-    return reopened
+    completed = complete_pending_sites(conn, [study_id], actor)
+    changes = [
+        (reopened, "completed", {"status": "pending", "reason": "no finding matches it"}),
+        (completed, "pending", {"status": "completed", "completed_by": actor}),
+    ]
+    for ids, was, now in changes:
+        for pending_id in ids:
+            write_event(
+                conn,
+                actor=actor,
+                action=vocab.AuditAction.correct,
+                entity="dicom_pending_site",
+                entity_id=pending_id,
+                mrn=mrn,
+                before={"status": was},
+                after={**now, "study_id": study_id},
+            )

@@ -43,7 +43,7 @@ from tracker.services.imaging_records import (
     add_imaging_study,
     correct_imaging_study,
     correct_site_finding,
-    reopen_pending,
+    sync_pending,
 )
 from tracker.services.record_checks import check_rows
 from tracker.services.record_store import (
@@ -385,7 +385,7 @@ def void_record(
                 .values(**void, version=finding_table.c.version + 1)
             )
         if kind is FINDING:  # a DICOM site this finding completed waits for one again
-            reopen_pending(conn, actor, before["study_id"], owner.mrn)
+            sync_pending(conn, actor, before["study_id"], owner.mrn)
         audit(
             conn,
             actor,
