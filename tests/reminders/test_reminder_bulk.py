@@ -29,6 +29,16 @@ INJURED = date(2025, 1, 1)
 PATIENTS = 9
 
 
+def _injured(engine: Engine) -> None:
+    """PATIENTS patients, each with a spinal cord injury on INJURED."""
+    for i in range(PATIENTS):
+        add_patient(
+            engine,
+            f"S{i:03d}",
+            injuries=[{"kind": "spinal_cord_injury", "d": INJURED.isoformat()}],
+        )
+
+
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of a few rows, so a handful of patients spans several statements."""
@@ -39,12 +49,7 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_many_reminders_are_inserted_and_closed_in_chunks_with_each_ones_reason(
     any_engine: Engine, small_chunks: None
 ) -> None:
-    for i in range(PATIENTS):
-        add_patient(
-            any_engine,
-            f"S{i:03d}",
-            injuries=[{"kind": "spinal_cord_injury", "d": INJURED.isoformat()}],
-        )
+    _injured(any_engine)
     first = plan(engine=any_engine, as_of=INJURED + timedelta(days=30), protocol=PROTOCOL)
     # per patient: consider_prophylaxis (day 14), screens on days 21, 42, 63 and 84
     assert len(first.created) == PATIENTS * 5 == len(reminders(any_engine))
@@ -103,12 +108,7 @@ def test_many_reminders_are_inserted_and_closed_in_chunks_with_each_ones_reason(
 def test_a_reminder_changed_since_it_was_read_is_left_alone(
     any_engine: Engine, small_chunks: None
 ) -> None:
-    for i in range(PATIENTS):
-        add_patient(
-            any_engine,
-            f"S{i:03d}",
-            injuries=[{"kind": "spinal_cord_injury", "d": INJURED.isoformat()}],
-        )
+    _injured(any_engine)
     as_of = INJURED + timedelta(days=30)
     plan(engine=any_engine, as_of=as_of, protocol=PROTOCOL)
     rules = replace(
@@ -151,12 +151,7 @@ def test_a_reminder_changed_since_it_was_read_is_left_alone(
 def _injured_with_ho(engine: Engine) -> None:
     """Patients whose plan has rows from two of its three rounds: prophylaxis and screens
     (records alone) and a monitoring radiograph (the site's stage); no site is ready."""
-    for i in range(PATIENTS):
-        add_patient(
-            engine,
-            f"S{i:03d}",
-            injuries=[{"kind": "spinal_cord_injury", "d": INJURED.isoformat()}],
-        )
+    _injured(engine)
     with engine.begin() as conn:
         ids = dict(conn.execute(sa.text("SELECT mrn, id FROM patient")).all())
         add_finding(
