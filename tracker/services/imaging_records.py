@@ -156,25 +156,17 @@ def correct_imaging_study(
                 _finding_row({k: f[k] for k in FINDING_FIELDS}, study, None, owner.mrn)
                 for f in untouched
             ]
-            if not rows:
+            if not rows:  # a study without findings: its own fields are checked alone
                 rows = [{**study, "mrn": owner.mrn}]
-                checked = check_rows(
-                    fmt=fmt.IMAGING,
-                    rows=rows,
-                    field_path=lambda _i, c: c if c in STUDY_FIELDS else f"findings.{c}",
-                    source=STUDY.entity,
-                    birth_date=owner.birth_date,
-                    today=today,
-                )
-            else:
-                checked = check_rows(
-                    fmt=fmt.IMAGING,
-                    rows=rows,
-                    field_path=path,
-                    source=STUDY.entity,
-                    birth_date=owner.birth_date,
-                    today=today,
-                )
+                path = lambda _i, c: c if c in STUDY_FIELDS else f"findings.{c}"  # noqa: E731
+            checked = check_rows(
+                fmt=fmt.IMAGING,
+                rows=rows,
+                field_path=path,
+                source=STUDY.entity,
+                birth_date=owner.birth_date,
+                today=today,
+            )
             head = typed(STUDY, checked[0], STUDY_FIELDS)
             refuse_duplicate(
                 conn, STUDY, {"patient_id": owner.id, **head}, "date", exclude=record_id

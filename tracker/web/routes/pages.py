@@ -302,8 +302,7 @@ def patient_page(
             "p": view.story.patient,
             "mrn_q": quote(mrn, safe=""),
             "may_edit": viewer.may(CAN_EDIT),
-            "has_figure": any(s["latest_ratio"] is not None for s in view.assessment["sites"])
-            or bool(view.assessment["sites"]),
+            "has_figure": bool(view.assessment["sites"]),
             "done": request.query_params.get("done"),
         },
     )
