@@ -193,12 +193,11 @@ async def correct_record(
     return _back(mrn, f"{spec.title} corrected.")
 
 
-def _owned(spec: FormSpec, engine: Any, mrn: str, record_id: int) -> dict[str, str]:
+def _owned(spec: FormSpec, engine: Any, mrn: str, record_id: int) -> tuple[dict[str, str], int]:
     """A record is changed only under its own patient's address (NotFound otherwise),
     so the page a clinician acted from always names the patient whose record changed.
-    Returns the stored record as form values."""
-    values, _ = saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
-    return values
+    Returns the stored record as form values, and its version."""
+    return saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
 
 
 @router.post("/patients/{mrn}/{slug}/{record_id}/void")
@@ -211,7 +210,7 @@ async def void_record(
     kept, so the clinician can look before voiding it again."""
     require(viewer, CAN_EDIT, "void records")
     spec = _spec(slug)
-    stored = _owned(spec, engine, mrn, record_id)
+    stored, stored_version = _owned(spec, engine, mrn, record_id)
     typed = await _typed(request)
     version = int(typed["version"]) if typed.get("version", "").isdigit() else 0
     try:
@@ -226,12 +225,11 @@ async def void_record(
             version=version, record_id=record_id, void_values=typed, void_errors=errors,
             status=422,
         )  # fmt: skip
-    except StaleRecord as clash:
-        now, current = saving.current_values(spec=spec, engine=engine, mrn=mrn, record_id=record_id)
+    except StaleRecord as clash:  # `stored` was read after that change: show it
         message = f"{clash.changed}. It is shown here as it is now: void it again if it should go."
         return _show(
-            request, mrn=mrn, spec=spec, heading=f"Correct {spec.title.lower()}", values=now,
-            version=current, record_id=record_id, void_values=typed,
+            request, mrn=mrn, spec=spec, heading=f"Correct {spec.title.lower()}", values=stored,
+            version=stored_version, record_id=record_id, void_values=typed,
             void_errors={"version": message}, status=409,
         )  # fmt: skip
     return _back(mrn, f"{spec.title} voided.")
