@@ -139,6 +139,25 @@ class Analyte(StrEnum):
     d_dimer = "d_dimer"
 
 
+# Lab units per analyte (model-spec v2, section 1): case-sensitive UCUM-style strings,
+# the one exception to snake_case values. The first unit of each list is the usual one.
+LAB_UNITS: dict[str, tuple[str, ...]] = {
+    Analyte.alp: ("U/L", "ukat/L"),
+    Analyte.bone_alp: ("ug/L", "U/L"),
+    Analyte.crp: ("mg/L", "mg/dL"),
+    Analyte.ck: ("U/L", "ukat/L"),
+    Analyte.d_dimer: ("mg/L FEU", "ug/mL FEU", "ng/mL FEU", "ng/mL DDU"),
+}
+ALL_LAB_UNITS: tuple[str, ...] = tuple(
+    dict.fromkeys(u for units in LAB_UNITS.values() for u in units)
+)
+
+
+def lab_unit_allowed(analyte: str, unit: str) -> bool:
+    """Whether `unit` is one of the units model-spec section 1 allows for `analyte`."""
+    return unit in LAB_UNITS.get(str(analyte), ())
+
+
 class Sex(StrEnum):
     """Administrative sex, as FHIR's AdministrativeGender (the spec leaves it open)."""
 
@@ -178,7 +197,9 @@ class ReminderRule(StrEnum):
 class ReminderStatus(StrEnum):
     """A reminder's life (model-spec section 9): pending until its date, due on it,
     sent once delivered; closed by a record (satisfied), by a person (acknowledged)
-    or because it no longer applies (cancelled, with the reason kept)."""
+    or because it no longer applies (cancelled, with the reason kept). A reminder
+    already long past when a plan first creates it is lapsed (v2): kept for the
+    adherence record, never delivered, not on the worklist."""
 
     pending = "pending"
     due = "due"
@@ -186,6 +207,7 @@ class ReminderStatus(StrEnum):
     satisfied = "satisfied"
     acknowledged = "acknowledged"
     cancelled = "cancelled"
+    lapsed = "lapsed"
 
 
 class Role(StrEnum):
