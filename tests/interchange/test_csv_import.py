@@ -287,6 +287,8 @@ def _one(problems: list[Problem]) -> Problem:
             "2024-03-01 is before start_date 2024-03-05",
         ),
         ("labs.csv", 2, "analyte", "ALP", "'ALP' is not one of alp, bone_alp"),
+        ("labs.csv", 2, "unit", "IU/L", "'IU/L' is not one of the units for alp: U/L, ukat/L"),
+        ("labs.csv", 2, "unit", "u/l", "'u/l' is not one of the units for alp: U/L, ukat/L"),
         ("patients.csv", 2, "sex", "M", "'M' is not one of female, male, other, unknown"),
         (
             "injuries.csv",
@@ -466,3 +468,65 @@ def test_one_bad_row_among_many_good_ones_writes_nothing(engine: Engine, tmp_pat
     problem = _one(problems_of(engine, folder))
     assert (problem.source, problem.line, problem.field) == ("labs.csv", 323, "value")
     assert count_rows(engine)["patient"] == 0
+
+
+INTERCHANGE_NAMES = (
+    "patients.csv, injuries.csv, imaging.csv, bone_scans.csv, treatments.csv, "
+    "procedures.csv, labs.csv"
+)
+
+
+def test_unknown_csv_file_rejects_the_import(engine: Engine, tmp_path: Path) -> None:
+    # The newcomer's folder: injuries.csv misspelt. Skipped, the patients would be
+    # stored without their injuries and never screened.
+    folder = good_folder(tmp_path / "in")
+    (folder / "injuries.csv").rename(folder / "injurys.csv")
+    (folder / "README.txt").write_text("exported from the ward spreadsheet\n")  # not a .csv
+    problem = _one(problems_of(engine, folder))
+    assert (problem.source, problem.line, problem.field) == ("injurys.csv", None, "file")
+    assert "is not an interchange file" in problem.reason
+    assert INTERCHANGE_NAMES in problem.reason
+    assert sum(count_rows(engine).values()) == 0
+
+
+def test_unknown_csv_file_alone_is_named_not_reported_as_an_empty_folder(
+    engine: Engine, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "in", "Patients.CSV", [{"mrn": "A1"}])  # case counts in a name
+    problem = _one(problems_of(engine, tmp_path / "in"))
+    assert problem.source == "Patients.CSV" and INTERCHANGE_NAMES in problem.reason
+
+
+def test_cli_import_with_an_unknown_csv_file_exits_2_naming_it(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from tracker.cli import run
+
+    monkeypatch.setenv("HO_TRACKER_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    folder = good_folder(tmp_path / "in")
+    (folder / "injuries.csv").rename(folder / "injurys.csv")
+    assert run(["import", str(folder)]) == 2
+    errors = capsys.readouterr().err
+    assert "injurys.csv: file: is not an interchange file" in errors
+    assert INTERCHANGE_NAMES in errors and "Nothing was written" in errors
+    assert sum(count_rows(engine).values()) == 0
+
+
+def test_web_import_of_several_files_with_an_unknown_one_stores_none(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    from tests.web.web_support import add_role_users, csrf_in, make_client, sign_in
+
+    add_role_users(sqlite_engine)
+    folder = good_folder(tmp_path / "in")
+    (folder / "injuries.csv").rename(folder / "injurys.csv")
+    files = [
+        ("files", (path.name, path.read_bytes(), "text/csv")) for path in sorted(folder.iterdir())
+    ]
+    with make_client(sqlite_engine) as client:
+        sign_in(client, "clinician")
+        form = client.get("/import")
+        page = client.post("/import", data={"csrf_token": csrf_in(form.text)}, files=files)
+    assert page.status_code == 422
+    assert "injurys.csv" in page.text and "is not an interchange file" in page.text
+    assert count_rows(sqlite_engine)["patient"] == 0

@@ -72,7 +72,9 @@ def test_no_identifier_from_the_source_survives(
     folder, secrets = planted
     import_folder(engine, folder)
     export_research(engine=engine, folder=tmp_path / "out", environ=KEY)
-    output = b"".join(p.read_bytes() for p in sorted((tmp_path / "out").iterdir()))
+    files = sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert tmp_path / "out" / "extra" / "ages.csv" in files
+    output = b"".join(p.read_bytes() for p in files)
     assert len(output) > 1000
     survivors = [s for s in secrets if s.encode() in output]
     assert survivors == []
@@ -108,7 +110,7 @@ def test_research_export_reimports_and_keeps_ages(
     counts = export_research(engine=source, folder=tmp_path / "out", environ=KEY)
     import_folder(engine, tmp_path / "out")
     assert count_rows(engine) == count_rows(source)
-    ages = _rows(tmp_path / "out" / "ages.csv")
+    ages = _rows(tmp_path / "out" / "extra" / "ages.csv")
     assert len(ages) == counts["patients.csv"] == 25
     assert all(row["age_at"] == "first_injury" and int(row["age_years"]) >= 0 for row in ages)
 
@@ -160,4 +162,4 @@ def test_export_refuses_to_run_without_a_key(
     assert not (tmp_path / "cli").exists()
     monkeypatch.setenv("HO_TRACKER_DEID_KEY", KEY["HO_TRACKER_DEID_KEY"])
     assert run(["--database-url", db, "export", "--deidentified", str(tmp_path / "cli")]) == 0
-    assert (tmp_path / "cli" / "ages.csv").is_file()
+    assert (tmp_path / "cli" / "extra" / "ages.csv").is_file()

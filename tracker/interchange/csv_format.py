@@ -157,6 +157,7 @@ LABS = FileFormat(
         Column("date", "date", True),
         _enum("analyte", vocab.Analyte, True),
         Column("value", "float", True),
+        # one of its analyte's units (vocab.LAB_UNITS): validate.check_rules
         Column("unit", "text", True, max_length=30),
         Column("ref_low", "float"),
         Column("ref_high", "float"),

@@ -1,10 +1,11 @@
 """`ho-tracker import DIR`: validate a folder of interchange CSVs, then store it whole.
 
 All or nothing (model-spec section 2): every file is read and checked column-wise
-first; any problem in any row rejects the run with every problem listed, and
-nothing is written. A row whose natural key is already stored adds nothing; if it
-says something different from the stored record, that is a problem too, because
-import never silently changes clinical records.
+first; any problem in any row, or a `.csv` file that is not one of the interchange
+files, rejects the run with every problem listed, and nothing is written. A row
+whose natural key is already stored adds nothing; if it says something different
+from the stored record, that is a problem too, because import never silently
+changes clinical records.
 """
 
 from __future__ import annotations
@@ -61,11 +62,13 @@ def import_folder(
     if not folder.is_dir():
         raise TrackerError(f"{folder} is not a folder of interchange CSV files.")
     present = [f for f in fmt.FORMATS if (folder / f.name).is_file()]
+    problems: list[Problem] = unknown_files(folder)
     if not present:
+        if problems:
+            raise ValidationFailed(problems)
         names = ", ".join(f.name for f in fmt.FORMATS)
         raise TrackerError(f"{folder} holds none of the interchange files ({names}).")
 
-    problems: list[Problem] = []
     checks: dict[str, FileCheck] = {}
     progress.start("Checking files", len(present))
     for file in present:
@@ -99,6 +102,24 @@ def import_folder(
             "Another change stored some of these records while the import ran; nothing "
             f"was written. Run the import again. ({error.orig})"
         ) from error
+
+
+def unknown_files(folder: Path) -> list[Problem]:
+    """A `.csv` file whose name is not an interchange file's rejects the whole import
+    (issue 13): `injurys.csv` would otherwise be skipped and its injuries lost without
+    a word. Other files (a README, say) are not the import's business."""
+    allowed = ", ".join(f.name for f in fmt.FORMATS)
+    return [
+        Problem(
+            path.name,
+            None,
+            "file",
+            f"is not an interchange file, so nothing in it would be imported; rename it to "
+            f"one of {allowed} (or move it out of the folder)",
+        )
+        for path in sorted(folder.iterdir())
+        if path.suffix.lower() == ".csv" and path.is_file() and path.name not in fmt.FORMAT_BY_NAME
+    ]
 
 
 def _mrns(checks: dict[str, FileCheck]) -> list[str]:

@@ -9,8 +9,10 @@ Built on the CSV export (so voided records stay out), then, per patient:
 - every date is moved back by the same per-patient offset of 1 to 365 days, taken
   from the HMAC, so intervals within a patient stay exact. Moving back (never
   forward) keeps dates out of the future, so the folder re-imports as interchange;
-- `ages.csv` (mrn hash, age_years, age_at) keeps the age in whole years at the first
-  injury, or at the export date when the patient has no injury.
+- `extra/ages.csv` (mrn hash, age_years, age_at) keeps the age in whole years at the
+  first injury, or at the export date when the patient has no injury. It sits in a
+  subfolder because it is not an interchange file: the import refuses a folder with a
+  `.csv` it cannot read (issue 13), and the export folder must still re-import.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ MIN_KEY_LENGTH = 16
 HASH_HEX = 16
 MAX_SHIFT_DAYS = 365
 DROPPED = ("family_name", "given_name", "birth_date", "accession", "notes")
-AGES = "ages.csv"
+AGES = "extra/ages.csv"  # beside the interchange files, not among them
 
 
 def deid_key(environ: dict[str, str] | None = None) -> bytes:
@@ -66,7 +68,8 @@ def export_deidentified(
     keep_team: bool = False,
     today: dt.date | None = None,
 ) -> dict[str, int]:
-    """Write the de-identified interchange files and ages.csv; return rows per file."""
+    """Write the de-identified interchange files and extra/ages.csv; return rows per
+    file (by path within `folder`)."""
     today = today or dt.date.today()
     with tempfile.TemporaryDirectory(prefix="ho-deid-") as raw:
         export_folder(engine, Path(raw))
@@ -102,9 +105,11 @@ def export_deidentified(
     folder.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, frame in out.items():
-        partial = folder / f".{name}.partial"
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
         frame.to_csv(partial, index=False, lineterminator="\n", encoding="utf-8")
-        os.replace(partial, folder / name)
+        os.replace(partial, target)
         counts[name] = len(frame)
     return counts
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,13 +419,24 @@ class _Resource:
         self.word(r.get("code"), codes.ANALYTE, f"{at}.code", "analyte")
         quantity = r.get("valueQuantity") or {}
         self.number(quantity.get("value"), f"{at}.valueQuantity.value", "value")
-        self.set("unit", quantity.get("unit"), f"{at}.valueQuantity.unit")
+        self._lab_unit(quantity, f"{at}.valueQuantity")
         reference = (r.get("referenceRange") or [{}])[0]
         for bound, column in (("low", "ref_low"), ("high", "ref_high")):
             self.number(
                 (reference.get(bound) or {}).get("value"), f"{at}.referenceRange[0].{bound}", column
             )
         self.emit(fmt.LABS)
+
+    def _lab_unit(self, quantity: dict[str, Any], path: str) -> None:
+        """The unit from its UCUM code when there is one (the display text may say
+        `µg/L` for the code `ug/L`), else from the unit text. The CSV checks then hold
+        it to its analyte's units (model-spec v2, section 1), at the element it came
+        from; the only rewriting is UCUM's annotation braces (`mg/L{FEU}`)."""
+        code = quantity.get("code")
+        if quantity.get("system") == codes.UCUM and isinstance(code, str) and code:
+            self.set("unit", _UCUM_ANNOTATION.sub(r" \1", code), f"{path}.code")
+        else:
+            self.set("unit", quantity.get("unit"), f"{path}.unit")
 
     def _course_common(self, agent: Any, agent_path: str) -> None:
         r, at = self.resource, self.at
@@ -475,6 +487,9 @@ class _Resource:
         self.body_site((r.get("bodySite") or [None])[0], f"{at}.bodySite[0]")
         self.note(at)
         self.emit(fmt.PROCEDURES)
+
+
+_UCUM_ANNOTATION = re.compile(r"\{(FEU|DDU)\}$")  # UCUM writes mg/L FEU as mg/L{FEU}
 
 
 def _extension(element: Any, url: str) -> dict[str, Any] | None:

@@ -187,6 +187,30 @@ def check_rules(check: FileCheck) -> None:
     elif name == "labs.csv":
         inverted = rows["ref_low"] > rows["ref_high"]
         check.add(inverted, "ref_low", "is greater than ref_high")
+        _check_unit(check)
+
+
+_UNIT_LISTS = {analyte: ", ".join(units) for analyte, units in vocab.LAB_UNITS.items()}
+_UNIT_PAIRS = {f"{a}\x1f{u}" for a, units in vocab.LAB_UNITS.items() for u in units}
+
+
+def _check_unit(check: FileCheck) -> None:
+    """A lab's unit is one of its analyte's units (model-spec v2, section 1), exactly:
+    case counts and nothing is converted. The one rule for CSV, forms, the API and
+    FHIR import (they all come through here); the database CHECKs the same pairs."""
+    analyte, unit = check.rows["analyte"], check.rows["unit"]
+    known = analyte.notna() & unit.notna()
+    pair = analyte.fillna("") + "\x1f" + unit.fillna("")
+    wrong = known & ~pair.isin(_UNIT_PAIRS)
+    reason = (
+        "'"
+        + unit.fillna("")
+        + "' is not one of the units for "
+        + analyte.fillna("")
+        + ": "
+        + analyte.map(_UNIT_LISTS).fillna("")
+    )
+    check.add(wrong, "unit", reason)
 
 
 def _check_ratio(check: FileCheck) -> None:

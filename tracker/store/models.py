@@ -39,6 +39,21 @@ def one_of(column: str, enum: type[StrEnum], *, nullable: bool = False) -> sa.Ch
     return sa.CheckConstraint(clause, name=f"{column}_allowed")
 
 
+def lab_unit_allowed() -> sa.CheckConstraint:
+    """CHECK that a lab's unit is one its analyte allows (model-spec v2, section 1):
+    the same (analyte, unit) pairs as `vocab.LAB_UNITS`, so the database refuses a
+    unit that CSV, forms, the API and FHIR import refuse."""
+
+    def quoted(units: tuple[str, ...]) -> str:
+        return ", ".join(f"'{unit}'" for unit in units)
+
+    clause = " OR ".join(
+        f"(analyte = '{analyte}' AND unit IN ({quoted(units)}))"
+        for analyte, units in vocab.LAB_UNITS.items()
+    )
+    return sa.CheckConstraint(clause, name="unit_allowed")
+
+
 def positive(column: str) -> sa.CheckConstraint:
     return sa.CheckConstraint(f"{column} IS NULL OR {column} > 0", name=f"{column}_positive")
 
@@ -293,6 +308,7 @@ class LabResult(Recorded, table=True):
     __tablename__ = "lab_result"
     __table_args__ = (
         one_of("analyte", vocab.Analyte),
+        lab_unit_allowed(),
         sa.CheckConstraint(
             "ref_low IS NULL OR ref_high IS NULL OR ref_low <= ref_high", name="ref_range_ordered"
         ),
