@@ -169,6 +169,8 @@ class ReportReader(HTMLParser):
             self.sites[-1]["flags"].append(a["data-flag"])
         if a.get("data-forecast"):
             self._forecast_part = a["data-forecast"]
+        if a.get("data-readiness") and self.sites:  # the verdict's token; its words are shown
+            self.sites[-1]["readiness"] = a["data-readiness"]
         field = a.get("data-field")
         self._stack.append((tag, field))
         if field:

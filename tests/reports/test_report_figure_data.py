@@ -111,7 +111,7 @@ def test_stage_periods_start_on_the_day_each_stage_was_first_shown() -> None:
     fig = trend_figure(trend_of(records, as_of))
     evidence = site_evidence(as_of_cut(records, as_of), ("hip", "right"))
     firsts: dict[str, date] = {}
-    for when, stage in dated_stages(evidence):
+    for when, stage in dated_stages(evidence, PROTOCOL.stage):
         firsts.setdefault(stage.value, when)
     spans = {}
     for stage in ("early", "mineralising", "mature"):

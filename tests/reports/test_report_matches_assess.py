@@ -37,10 +37,12 @@ def as_assessed(site: dict[str, Any]) -> dict[str, Any]:
         "della_valle": shown_value(shown["della_valle"]),
         "activity": shown["activity"],
         "latest_ratio": shown_value(shown["latest_ratio"]),
-        "readiness": shown["readiness"],
+        "readiness": site["readiness"],
         "criteria": site["criteria"],
         "flags": site["flags"],
-        "forecast": {k: parts[k] for k in ("date", "low", "high")} if parts else None,
+        "forecast": {k: parts[k] for k in ("date", "low", "high")} | {"passed": "passed" in parts}
+        if parts
+        else None,
     }
 
 

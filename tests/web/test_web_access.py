@@ -5,13 +5,16 @@ guard fails here."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from tests.web.web_support import api_token, csrf_in, sign_in
+from tracker.protocol import Protocol
 
 OPEN_PATHS = {"/signin", "/healthz", "/api/v1/openapi.json", "/api/v1/docs"}  # by design
 SAMPLE = {"mrn": "H-READY", "slug": "injuries", "entity": "injuries", "fmt": "html"}
@@ -76,24 +79,96 @@ def test_a_bad_or_unknown_token_is_refused(client: TestClient) -> None:
         assert response.status_code == 401
 
 
-def test_a_surgeon_cannot_edit_records_by_page_or_api(
+@pytest.mark.parametrize("role", ["surgeon", "admin"])
+def test_only_a_clinician_opens_or_sends_a_record_form(client: TestClient, role: str) -> None:
+    """Every form of every record kind, and the CSV import, refuse a surgeon and an admin."""
+    from tracker.web.formspec import FORMS
+
+    sign_in(client, role)
+    editing = [
+        (m, u.replace("/injuries/", f"/{slug}/"))
+        for m, p, u in every_route(client)
+        if EDITING.search(p) and "/api/" not in p
+        for slug in (FORMS if "{slug}" in p else ["injuries"])
+    ]
+    assert len(editing) >= 30
+    for method, url in editing:
+        data = {"csrf_token": _csrf(client)} if method == "POST" else None
+        response = client.request(method, url, data=data)
+        assert response.status_code == 403, (role, method, url, response.status_code)
+
+
+PLANNED_ON = dt.date(2026, 11, 2)  # the demo's latest records are from late October 2026
+
+
+def valid_api_writes(engine: Engine) -> dict[str, tuple[str, dict[str, Any] | None]]:
+    """Every API write (by route template) with a concrete URL and a body the API
+    accepts from a clinician: refused for another role, the refusal can only be the
+    role check. A reminder that is open, not a readiness review (which a surgeon may
+    acknowledge), and a live injury of H-READY at the version stored."""
+    from tracker.reminders.planner import plan
+    from tracker.services.patients import patient_story
+    from tracker.web.views import open_reminders
+
+    plan(engine=engine, as_of=PLANNED_ON, protocol=Protocol())
+    reminder = next(
+        r for r in open_reminders(engine=engine, team=None) if r["rule"] != "readiness_review"
+    )
+    injury = patient_story(engine=engine, mrn="H-READY")[0].injuries[0]
+    day = "2026-10-30"
+    patient = "/api/v1/patients/H-READY"
+    return {
+        "/api/v1/patients/{mrn}/injuries": (
+            f"{patient}/injuries", {"kind": "burn", "date": day}
+        ),
+        "/api/v1/patients/{mrn}/imaging": (
+            f"{patient}/imaging",
+            {"date": day, "modality": "radiograph",
+             "findings": [{"site": "knee", "side": "left", "ho": "absent"}]},
+        ),
+        "/api/v1/patients/{mrn}/bone-scans": (
+            f"{patient}/bone-scans",
+            {"date": day,
+             "measurements": [{"site": "knee", "side": "left", "phase": "delayed", "ratio": 1.1}]},
+        ),
+        "/api/v1/patients/{mrn}/courses": (
+            f"{patient}/courses",
+            {"agent": "physiotherapy", "intent": "treatment", "start_date": day},
+        ),
+        "/api/v1/patients/{mrn}/procedures": (
+            f"{patient}/procedures",
+            {"kind": "manipulation", "date": day, "site": "knee", "side": "left"},
+        ),
+        "/api/v1/patients/{mrn}/labs": (
+            f"{patient}/labs", {"date": day, "analyte": "crp", "value": 4, "unit": "mg/L"}
+        ),
+        "/api/v1/records/{entity}/{record_id}/void": (
+            f"/api/v1/records/injuries/{injury.id}/void",
+            {"reason": "entered on the wrong patient", "version": injury.version},
+        ),
+        "/api/v1/reminders/{reminder_id}/acknowledge": (
+            f"/api/v1/reminders/{reminder['id']}/acknowledge", None
+        ),
+    }  # fmt: skip
+
+
+def test_api_writes_with_valid_bodies_are_refused_by_the_role_check_alone(
     client: TestClient, demo_engine: Engine
 ) -> None:
-    sign_in(client, "surgeon")
-    token = api_token(demo_engine, "surgeon")
-    editing = [(m, p, u) for m, p, u in every_route(client) if EDITING.search(p)]
-    assert len(editing) >= 15
-    for method, path, url in editing:
-        if path.startswith("/api/"):
-            if method != "POST":
-                continue
-            response = client.post(url, json={}, headers={"Authorization": f"Bearer {token}"})
-            # a surgeon is refused before the body is read or after it is valid: never 2xx
-            assert response.status_code in (403, 422), (url, response.status_code)
-        else:
-            data = {"csrf_token": _csrf(client)} if method == "POST" else None
-            response = client.request(method, url, data=data)
-            assert response.status_code == 403, (method, url, response.status_code)
+    """A surgeon may not add, void or acknowledge (but a readiness review) and an admin
+    may do none of it: exactly 403, with bodies a clinician then saves (2xx)."""
+    writes = valid_api_writes(demo_engine)
+    api_posts = {p for m, p, _ in every_route(client) if m == "POST" and p.startswith("/api/")}
+    assert api_posts == set(writes), "every API write needs a valid body in this test"
+    for role in ("surgeon", "admin"):
+        token = api_token(demo_engine, role)
+        for path, (url, body) in writes.items():
+            response = client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 403, (role, path, response.status_code, response.text)
+    token = api_token(demo_engine, "clinician")
+    for path, (url, body) in writes.items():
+        response = client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code in (200, 201), (path, response.status_code, response.text)
 
 
 def test_surgeon_api_write_with_a_valid_body_is_forbidden(

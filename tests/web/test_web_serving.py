@@ -4,6 +4,7 @@ report downloads, and the demo's users."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -64,7 +65,15 @@ def test_csv_import_page_lists_every_bad_row_and_writes_nothing(
     )
     assert response.status_code == 422
     assert "Nothing was imported: 2 problems" in response.text
-    assert "NOBODY" in response.text or "mrn" in response.text
+    problems = re.findall(
+        r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>",
+        response.text,
+    )
+    assert [(source, line, field) for source, line, field, _ in problems] == [
+        ("labs.csv", "2", "date"),
+        ("labs.csv", "3", "mrn"),
+    ]
+    assert problems[1][3] == "&#39;NOBODY&#39; is not a known patient; add it to patients.csv"
     good = write_csv(
         tmp_path / "good",
         "labs.csv",

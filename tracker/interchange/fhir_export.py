@@ -16,6 +16,8 @@ export would write. Each interchange row becomes one resource:
 
 Derived summaries are added for readers who want them and ignored on import: a
 Condition per site with HO (ICD-10 M61.x) and each finding's stage as a component.
+The stage component says which model and which protocol derived it (model-spec 8,
+v2): extensions `model-version` (valueInteger) and `protocol-fingerprint` (valueString).
 The Bundle is validated with `fhir.resources` (its R4B models: R4B changed none of
 the resources used here, so a Bundle that validates is valid R4) before it is given out.
 """
@@ -34,12 +36,16 @@ from tracker.errors import NotFound
 from tracker.interchange import csv_format as fmt
 from tracker.interchange import fhir_codes as codes
 from tracker.interchange import tables
+from tracker.protocol import Protocol
+from tracker.staging.assess import MODEL_VERSION
 from tracker.staging.records import Finding
 from tracker.staging.stage import finding_stage
 
 _NAMESPACE = uuid.UUID("5b0c7f6e-3c1a-4f57-9a57-2f3c0d1e9a11")
 Row = dict[str, str]
 Resource = dict[str, Any]
+MODEL_VERSION_EXT = f"{codes.EXT}/model-version"
+PROTOCOL_FINGERPRINT_EXT = f"{codes.EXT}/protocol-fingerprint"
 
 
 def read_records(engine: Engine, mrn: str | None = None) -> dict[str, pd.DataFrame]:
@@ -60,17 +66,21 @@ def read_records(engine: Engine, mrn: str | None = None) -> dict[str, pd.DataFra
     return frames
 
 
-def patient_bundle(*, engine: Engine, mrn: str) -> dict[str, Any]:
-    """Everything recorded for one patient as a validated Bundle (JSON-ready dict)."""
-    return bundle_from(read_records(engine, mrn))
+def patient_bundle(*, engine: Engine, mrn: str, protocol: Protocol | None = None) -> dict[str, Any]:
+    """Everything recorded for one patient as a validated Bundle (JSON-ready dict);
+    `protocol` (default: the spec's) is named on each derived stage."""
+    return bundle_from(read_records(engine, mrn), protocol)
 
 
-def cohort_bundle(*, engine: Engine) -> dict[str, Any]:
+def cohort_bundle(*, engine: Engine, protocol: Protocol | None = None) -> dict[str, Any]:
     """Every patient as one validated Bundle (JSON-ready dict)."""
-    return bundle_from(read_records(engine))
+    return bundle_from(read_records(engine), protocol)
 
 
-def bundle_from(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+def bundle_from(
+    frames: dict[str, pd.DataFrame], protocol: Protocol | None = None
+) -> dict[str, Any]:
+    provenance = _provenance(protocol or Protocol())
     by_patient: dict[str, dict[str, list[Row]]] = {
         name: {
             str(mrn): rows.to_dict("records")  # type: ignore[misc]
@@ -85,7 +95,7 @@ def bundle_from(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
         own = {name: rows.get(mrn, []) for name, rows in by_patient.items()}
         entries += [
             {"fullUrl": f"urn:uuid:{r['id']}", "resource": _tidy(r)}
-            for r in patient_resources(patient, own)
+            for r in patient_resources(patient, own, provenance)
         ]
     document = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     # Every resource is validated by the FHIR models (an invalid one raises, a bug of
@@ -108,7 +118,17 @@ def resource_id(*parts: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, "|".join(parts)))
 
 
-def patient_resources(patient: Row, rows: dict[str, list[Row]]) -> list[Resource]:
+def _provenance(protocol: Protocol) -> list[dict[str, Any]]:
+    """The extensions naming the model and the protocol values a derived stage comes from."""
+    return [
+        {"url": MODEL_VERSION_EXT, "valueInteger": MODEL_VERSION},
+        {"url": PROTOCOL_FINGERPRINT_EXT, "valueString": protocol.fingerprint},
+    ]
+
+
+def patient_resources(
+    patient: Row, rows: dict[str, list[Row]], provenance: list[dict[str, Any]]
+) -> list[Resource]:
     mrn = patient["mrn"]
     subject = {"reference": f"urn:uuid:{resource_id('Patient', mrn)}"}
     resources = [_patient(patient)]
@@ -118,7 +138,7 @@ def patient_resources(patient: Row, rows: dict[str, list[Row]]) -> list[Resource
         study = _imaging_study(subject, mrn, key)
         resources.append(study)
         reference = {"reference": f"urn:uuid:{study['id']}"}
-        resources += [_finding(subject, reference, r) for r in findings]
+        resources += [_finding(subject, reference, r, provenance) for r in findings]
     kinds = [r["kind"] for r in rows[fmt.INJURIES.name]]
     resources += _ho_conditions(subject, mrn, imaging, kinds)
     resources += [_bone_scan(subject, r) for r in rows[fmt.BONE_SCANS.name]]
@@ -228,7 +248,9 @@ def _imaging_study(subject: dict[str, str], mrn: str, key: tuple[str, str, str])
     return resource
 
 
-def _finding(subject: dict[str, str], study: dict[str, str], row: Row) -> Resource:
+def _finding(
+    subject: dict[str, str], study: dict[str, str], row: Row, provenance: list[dict[str, Any]]
+) -> Resource:
     components = [
         _element(name, valueCodeableConcept=codes.concept(codes.ELEMENT, row[name]))
         for name in codes.FINDING_WORDS
@@ -239,9 +261,8 @@ def _finding(subject: dict[str, str], study: dict[str, str], row: Row) -> Resour
     if row["size_mm"]:
         quantity = {"value": _number(row["size_mm"]), "unit": "mm", "system": codes.UCUM}
         components.append(_element("size_mm", valueQuantity=quantity | {"code": "mm"}))
-    components.append(
-        _element("stage", valueCodeableConcept=codes.concept(codes.STAGE, _stage(row)))
-    )
+    stage = _element("stage", valueCodeableConcept=codes.concept(codes.STAGE, _stage(row)))
+    components.append({"extension": provenance, **stage})
     return {
         "resourceType": "Observation",
         "id": resource_id(

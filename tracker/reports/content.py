@@ -47,7 +47,8 @@ class TimelineRow:
 
 @dataclass(frozen=True, slots=True)
 class ReminderLine:
-    """An outstanding reminder as the reminders module stores it (model-spec 9)."""
+    """A stored reminder as the reminders module keeps it (model-spec 9): an open one,
+    or a lapsed one (long past when first planned, never sent)."""
 
     mrn: str
     rule: str
@@ -68,8 +69,11 @@ class PatientReport:
     trend: PatientTrend
     timeline: tuple[TimelineRow, ...]  # dated on or before as_of
     later_records: int  # timeline rows after as_of, left out
-    reminders: tuple[ReminderLine, ...] | None  # None: reminders not available
+    reminders: tuple[ReminderLine, ...] | None  # open ones; None: reminders not available
     protocol: str  # where the protocol came from
+    model_version: int  # which model made the calls (model-spec 8)
+    protocol_fingerprint: str  # which protocol values made them
+    lapsed: tuple[ReminderLine, ...] = ()  # history: long past when first planned, not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ class BoardSite:
     mrn: str
     team: str | None
     site: dict[str, Any]  # one entry of to_json(...)["sites"]
+    latest_scan: date | None = None  # latest delayed-phase scan (the rescan list)
 
 
 @dataclass(frozen=True)
@@ -93,5 +98,10 @@ class BoardReport:
     panels_left_out: int
     reminders: tuple[ReminderLine, ...] | None  # overdue; None: not available
     protocol: str
+    model_version: int  # which model made the calls (model-spec 8)
+    protocol_fingerprint: str  # which protocol values made them
+    # forecast date already passed: the curve says the site should have stabilised,
+    # so it needs a new scan rather than a place on the "soon" list
+    rescan: tuple[BoardSite, ...] = ()
     without_sites: int = 0  # patients with no site evidence
     notes: tuple[str, ...] = field(default=())

@@ -221,7 +221,8 @@ def _verdict_line(ax: Axes, site: SiteTrend) -> None:
         ax.text(
             0.98,
             0.96,
-            f"forecast {forecast.date.isoformat()}",
+            f"forecast {forecast.date.isoformat()}"
+            + (" passed: rescan" if forecast.passed else ""),
             transform=ax.transAxes,
             ha="right",
             va="top",

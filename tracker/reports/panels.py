@@ -23,7 +23,9 @@ from matplotlib.ticker import MaxNLocator, MultipleLocator
 from matplotlib.transforms import blended_transform_factory
 
 from tracker.reports.trends import CourseSpan, PatientTrend, SiteTrend
+from tracker.staging.readiness import Readiness
 from tracker.staging.stage import Stage
+from tracker.templating import words
 
 # Okabe & Ito (2008), "Color Universal Design".
 BLACK = "#000000"
@@ -55,12 +57,14 @@ MODALITY_MARKS = {  # marker, face colour where the study showed HO
 # ultrasound, nuclear medicine; so studies of one day never hide each other.
 STRIP_ROWS = {"radiograph": 0.27, "ct": 0.27, "mri": 0.27, "ultrasound": 0.165}
 NUCLEAR_ROW = 0.06
-READINESS_COLOURS = {"ready": GREEN, "not_ready": VERMILLION, "insufficient_data": GREY}
-READINESS_WORDS = {
-    "ready": "ready",
-    "not_ready": "not ready",
-    "insufficient_data": "insufficient data",
+# a site without HO (not_applicable, v2) has nothing to resect: neutral text, no verdict colour
+READINESS_COLOURS = {
+    "ready": GREEN,
+    "not_ready": VERMILLION,
+    "insufficient_data": GREY,
+    "not_applicable": TEXT_GREY,
 }
+READINESS_WORDS = {v.value: words(v.value) for v in Readiness}  # the one labels place
 
 WIDTH_IN = 7.0  # A4 text width with 15 mm margins, less a little
 LEFT_IN = 0.95  # the ratio axis label and tick labels
@@ -498,7 +502,7 @@ def draw_forecast(ax: Axes, site: SiteTrend, legend: Legend, *, label: bool = Tr
     if not label:
         return
     ax.annotate(
-        forecast.date.isoformat(),
+        forecast.date.isoformat() + (" (passed: rescan)" if forecast.passed else ""),
         xy=(forecast.date, level),
         xytext=(0, -9),
         textcoords="offset points",

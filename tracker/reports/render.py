@@ -77,11 +77,15 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
 
 
-def _common(as_of: Any, made_at: datetime, protocol: str) -> dict[str, Any]:
+def _common(
+    as_of: Any, made_at: datetime, protocol: str, model_version: int, fingerprint: str
+) -> dict[str, Any]:
     return {
         "as_of": as_of.isoformat(),
         "made_at": _stamp(made_at),
         "protocol": protocol,
+        "model_version": model_version,
+        "protocol_fingerprint": fingerprint,
         "version": VERSION,
         "disclaimer": DISCLAIMER,
     }
@@ -109,7 +113,13 @@ def render_patient_html(report: PatientReport, medium: Medium = "screen") -> str
             sites=sites,
             curves=[site.curve is not None for site in report.trend.sites],
             figures=figure_uris(trend_pages(report.trend), medium),
-            **_common(report.as_of, report.made_at, report.protocol),
+            **_common(
+                report.as_of,
+                report.made_at,
+                report.protocol,
+                report.model_version,
+                report.protocol_fingerprint,
+            ),
         )
     )
 
@@ -119,12 +129,19 @@ def render_patient_html(report: PatientReport, medium: Medium = "screen") -> str
 
 def render_board_html(board: BoardReport, medium: Medium = "screen") -> str:
     """The cohort board as one self-contained HTML page."""
-    verdicts = [r.value for r in Readiness]
-    stages = [s.value for s in reversed(Stage)]
+    # Sites with HO by stage and verdict; a site without HO (stage none, readiness
+    # not_applicable) has nothing to resect, so it gets a row of its own, not a verdict.
+    no_ho = Readiness.not_applicable.value
+    verdicts = [r.value for r in Readiness if r.value != no_ho]
+    stages = [s.value for s in reversed(Stage) if s != Stage.none]
     matrix: dict[str, dict[str, list[BoardSite]]] = {s: {v: [] for v in verdicts} for s in stages}
+    without_ho: list[BoardSite] = []
     for item in board.sites:
-        matrix[item.site["stage"]][item.site["readiness"]].append(item)
-    counts = {v: sum(1 for x in board.sites if x.site["readiness"] == v) for v in verdicts}
+        if item.site["stage"] == Stage.none.value:
+            without_ho.append(item)
+        else:
+            matrix[item.site["stage"]][item.site["readiness"]].append(item)
+    counts = {v.value: sum(1 for x in board.sites if x.site["readiness"] == v) for v in Readiness}
     pages = [
         board.panels[i : i + BOARD_PANELS_PER_PAGE]
         for i in range(0, len(board.panels), BOARD_PANELS_PER_PAGE)
@@ -145,9 +162,16 @@ def render_board_html(board: BoardReport, medium: Medium = "screen") -> str:
             verdicts=verdicts,
             stages=stages,
             matrix=matrix,
+            without_ho=without_ho,
             counts=counts,
             figures=figure_uris(figures, medium),
-            **_common(board.as_of, board.made_at, board.protocol),
+            **_common(
+                board.as_of,
+                board.made_at,
+                board.protocol,
+                board.model_version,
+                board.protocol_fingerprint,
+            ),
         )
     )
 

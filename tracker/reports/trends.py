@@ -149,7 +149,7 @@ def _site_trend(
             follows=evidence.resected_on,
             ends=end,
             delayed=delayed_series(evidence.bone_scans),
-            onsets=stage_onsets(evidence),
+            onsets=stage_onsets(evidence, protocol.stage),
         )
         for evidence, end in zip(evidences, ends, strict=True)
     )

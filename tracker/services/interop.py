@@ -18,17 +18,21 @@ from tracker.interchange import deidentify, fhir_export, fhir_import
 from tracker.interchange.csv_import import ImportSummary
 from tracker.interchange.dicom_import import DicomSummary, import_dicom
 from tracker.progress import Progress
+from tracker.protocol import Protocol
 from tracker.services.imaging_records import correct_imaging_study
 from tracker.store.models import DicomPendingSite, ImagingStudy, Patient, SiteFinding, table_of
 
 
-def fhir_bundle(*, engine: Engine, mrn: str | None = None) -> dict[str, Any]:
+def fhir_bundle(
+    *, engine: Engine, mrn: str | None = None, protocol: Protocol | None = None
+) -> dict[str, Any]:
     """One patient's records (NotFound if unknown), or everyone's, as a validated
-    FHIR R4 Bundle ready for `json.dumps`. Serves `fhir export` and the web app's
-    `GET /fhir/Patient/{mrn}/$everything`."""
+    FHIR R4 Bundle ready for `json.dumps`; each derived stage names the model and
+    `protocol` (default: the spec's) behind it. Serves `fhir export` and the web
+    app's `GET /fhir/Patient/{mrn}/$everything`."""
     if mrn is None:
-        return fhir_export.cohort_bundle(engine=engine)
-    return fhir_export.patient_bundle(engine=engine, mrn=mrn)
+        return fhir_export.cohort_bundle(engine=engine, protocol=protocol)
+    return fhir_export.patient_bundle(engine=engine, mrn=mrn, protocol=protocol)
 
 
 def import_fhir(

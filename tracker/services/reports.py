@@ -38,6 +38,7 @@ from tracker.reports.trends import CourseSpan, course_label, patient_trend
 from tracker.services.assessment import assess_all, assess_one
 from tracker.services.patients import display_name, list_patients, timeline
 from tracker.staging import assess_patient, to_json
+from tracker.staging.assess import MODEL_VERSION
 from tracker.staging.cohort import cohort_as_json_sites
 from tracker.store.loaders import patient_records, story_records
 from tracker.store.story import PatientStory, load_story
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 ReportFormat = Literal["html", "pdf", "png", "svg"]
 REPORT_FORMATS: tuple[str, ...] = ("html", "pdf", "png", "svg")
 OPEN_REMINDERS = ("pending", "due", "sent")  # not yet satisfied, acknowledged or cancelled
+# long past when a plan first made it (model-spec 9, v2): never sent, never on a worklist
+# or the board's overdue list, but part of the patient's reminder history
+LAPSED = "lapsed"
 SOON_DAYS = 90
 MAX_BOARD_PANELS = 60
 
@@ -60,9 +64,12 @@ def made_now(protocol: Protocol) -> dt.datetime:
 # --- reminders (decoupled: the reminders module may be absent) --------------------------
 
 
-def stored_reminders(*, engine: Engine, mrn: str | None = None) -> list[ReminderLine] | None:
-    """Open reminders (pending, due, sent) of one patient or of everyone, oldest due
-    first; None when this installation has no reminders module or reminder table."""
+def stored_reminders(
+    *, engine: Engine, mrn: str | None = None, statuses: Sequence[str] = OPEN_REMINDERS
+) -> list[ReminderLine] | None:
+    """Reminders in `statuses` (default the open ones: pending, due, sent) of one
+    patient or of everyone, oldest due first; None when this installation has no
+    reminders module or reminder table."""
     try:
         from tracker.reminders.delivery import worklist
     except ImportError:
@@ -73,8 +80,8 @@ def stored_reminders(*, engine: Engine, mrn: str | None = None) -> list[Reminder
         if mrn is not None:
             rows = worklist(engine=engine, mrn=mrn)
         else:
-            rows = [r for s in OPEN_REMINDERS for r in worklist(engine=engine, status=s)]
-        lines = [_reminder_line(row) for row in rows if row["status"] in OPEN_REMINDERS]
+            rows = [r for s in statuses for r in worklist(engine=engine, status=s)]
+        lines = [_reminder_line(row) for row in rows if row["status"] in statuses]
     except (sa.exc.SQLAlchemyError, TypeError, KeyError, AttributeError) as error:
         log.warning("reminders could not be read for the report: %s", error)
         return None
@@ -118,7 +125,7 @@ def patient_report(
     shown = tuple(
         TimelineRow(e.date, e.kind, e.summary, tuple(e.details)) for e in events if e.date <= as_of
     )
-    reminders = stored_reminders(engine=engine, mrn=mrn)
+    reminders = stored_reminders(engine=engine, mrn=mrn, statuses=(*OPEN_REMINDERS, LAPSED))
     return PatientReport(
         header=_header(story, as_of),
         as_of=as_of,
@@ -127,8 +134,13 @@ def patient_report(
         trend=trend,
         timeline=shown,
         later_records=len(events) - len(shown),
-        reminders=None if reminders is None else tuple(reminders),
+        reminders=None
+        if reminders is None
+        else tuple(m for m in reminders if m.status in OPEN_REMINDERS),
         protocol=protocol_name,
+        model_version=MODEL_VERSION,
+        protocol_fingerprint=protocol.fingerprint,
+        lapsed=() if reminders is None else tuple(m for m in reminders if m.status == LAPSED),
     )
 
 
@@ -185,8 +197,9 @@ def board_report(
     max_panels: int = MAX_BOARD_PANELS,
 ) -> BoardReport:
     """Every patient's sites by stage and readiness (the cohort path), the sites ready
-    or forecast to stabilise within `soon_days`, overdue reminders, and small
-    multiples of the trends of the sites with delayed-phase bone scans."""
+    or forecast to stabilise within `soon_days`, the sites whose forecast date has
+    passed (a rescan is due), overdue reminders, and small multiples of the trends
+    of the sites with delayed-phase bone scans."""
     protocol = protocol or Protocol()
     frame = assess_all(engine=engine, as_of=as_of, protocol=protocol)
     by_mrn = cohort_as_json_sites(frame)
@@ -201,24 +214,34 @@ def board_report(
         forecast = x.site["forecast"]["date"] if x.site["forecast"] else "9999"
         return (0 if ready else 1, forecast, x.mrn)
 
+    def passed(x: BoardSite) -> bool:
+        return x.site["forecast"] is not None and bool(x.site["forecast"]["passed"])
+
     soon = tuple(
         sorted(
             (
                 x
                 for x in sites
                 if x.site["readiness"] == "ready"
-                or (x.site["forecast"] is not None and x.site["forecast"]["date"] <= horizon)
+                or (
+                    x.site["forecast"] is not None
+                    and not passed(x)
+                    and x.site["forecast"]["date"] <= horizon
+                )
             ),
             key=soon_key,
         )
     )
+    rescan = _with_latest_scans(engine, [x for x in sites if passed(x)], as_of)
     with_scans = [
         x for x in sites if x.site["latest_ratio"] is not None and x.site["stage"] != "none"
     ]
-    soon_ids = {id(x) for x in soon}
-    ordered = [x for x in soon if x.site["latest_ratio"] is not None] + [
-        x for x in with_scans if id(x) not in soon_ids
+    # the panels: the sites stabilising soon first, then those due a rescan, then the rest
+    first = [x for x in soon if x.site["latest_ratio"] is not None] + [
+        x for x in sites if passed(x) and x.site["latest_ratio"] is not None
     ]
+    first_ids = {id(x) for x in first}
+    ordered = first + [x for x in with_scans if id(x) not in first_ids]
     panels = _board_panels(engine, ordered[:max_panels], as_of, protocol)
     reminders = stored_reminders(engine=engine)
     overdue = None if reminders is None else tuple(m for m in reminders if m.due < as_of)
@@ -233,8 +256,40 @@ def board_report(
         panels_left_out=max(0, len(ordered) - max_panels),
         reminders=overdue,
         protocol=protocol_name,
+        model_version=MODEL_VERSION,
+        protocol_fingerprint=protocol.fingerprint,
+        rescan=tuple(sorted(rescan, key=lambda x: (x.site["forecast"]["date"], x.mrn))),
         without_sites=len(set(teams) - set(by_mrn)),
     )
+
+
+def _with_latest_scans(
+    engine: Engine, chosen: Sequence[BoardSite], as_of: dt.date
+) -> list[BoardSite]:
+    """The chosen sites, each with the date of its latest delayed-phase scan on or
+    before as_of (one query, whatever the number of sites)."""
+    if not chosen:
+        return []
+    from tracker.store.models import BoneScanMeasurement, Patient, table_of
+
+    scan, patient = table_of(BoneScanMeasurement), table_of(Patient)
+    mrns = sorted({x.mrn for x in chosen})
+    query = (
+        sa.select(patient.c.mrn, scan.c.site, scan.c.side, sa.func.max(scan.c.date))
+        .select_from(scan.join(patient, scan.c.patient_id == patient.c.id))
+        .where(
+            scan.c.phase == "delayed",
+            scan.c.date <= as_of,
+            scan.c.voided_at.is_(None),
+            patient.c.mrn.in_(mrns),
+        )
+        .group_by(patient.c.mrn, scan.c.site, scan.c.side)
+    )
+    with engine.connect() as conn:
+        latest = {(m, site, side): day for m, site, side, day in conn.execute(query)}
+    return [
+        replace(x, latest_scan=latest.get((x.mrn, x.site["site"], x.site["side"]))) for x in chosen
+    ]
 
 
 def _board_panels(

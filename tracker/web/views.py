@@ -24,6 +24,8 @@ from tracker.staging.cohort import cohort_as_json_sites
 from tracker.store.loaders import story_records
 from tracker.store.story import PatientStory, load_story
 
+# The worklist's statuses: a lapsed reminder (v2: long past when a plan first made it)
+# is never on it; it shows only in the patient's reminder history.
 OPEN = ("pending", "due", "sent")
 
 

@@ -50,9 +50,11 @@ def _fhir(document: dict[str, Any], status: int = 200) -> Response:
     response_class=Response,
     responses={200: {"content": {FHIR_JSON: {}}}, 401: {}, 404: {}},
 )
-def patient_everything(mrn: Mrn, viewer: FhirViewer, engine: EngineDep) -> Response:
+def patient_everything(
+    mrn: Mrn, request: Request, viewer: FhirViewer, engine: EngineDep
+) -> Response:
     try:
-        bundle = fhir_bundle(engine=engine, mrn=mrn)
+        bundle = fhir_bundle(engine=engine, mrn=mrn, protocol=request.app.state.protocol)
     except NotFound as missing:
         outcome = {
             "resourceType": "OperationOutcome",

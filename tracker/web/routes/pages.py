@@ -42,9 +42,10 @@ PRE_SESSION_COOKIE = "ho_pre"
 LIST_LIMIT = 200
 
 STAGES = ("none", "early", "mineralising", "mature")
-READINESS = ("ready", "not_ready", "insufficient_data")
+READINESS = ("ready", "not_ready", "insufficient_data", "not_applicable")
 FLAGS = (
     "new_site",
+    "recurrence",
     "grade_increase",
     "progression_after_treatment",
     "rising_activity",
@@ -56,13 +57,22 @@ def protocol_of(request: Request) -> Any:
     return request.app.state.protocol
 
 
-def today() -> dt.date:
-    return dt.date.today()
+def protocol_name_of(request: Request) -> str:
+    """Where the app's protocol came from, as reports and the board name it."""
+    configured = request.app.state.settings.protocol_file
+    return configured.name if configured is not None else "the spec's defaults"
 
 
-def parse_as_of(text: str | None) -> dt.date:
+def today(request: Request) -> dt.date:
+    """The clinic's today: the app's clock (`app.state.today`, set by tests that
+    need a fixed day), else the wall clock."""
+    clock = getattr(request.app.state, "today", None)
+    return clock() if clock is not None else dt.date.today()
+
+
+def parse_as_of(request: Request, text: str | None) -> dt.date:
     if not text:
-        return today()
+        return today(request)
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
@@ -176,7 +186,7 @@ def worklist_page(
 ) -> Response:
     from tracker.services.teams import list_teams
 
-    day = today()
+    day = today(request)
     rows = open_reminders(engine=engine, team=team or None)
     for row in rows:
         row["record_link"] = satisfying_link(row)
@@ -251,7 +261,7 @@ def patients_page(
     rows, total = patient_rows(
         engine=engine,
         filters=filters,
-        as_of=today(),
+        as_of=today(request),
         protocol=protocol_of(request),
         limit=LIST_LIMIT,
     )
@@ -285,7 +295,7 @@ def patient_page(
     engine: EngineDep,
     as_of: Annotated[str | None, Query(max_length=10)] = None,
 ) -> Response:
-    day = parse_as_of(as_of)
+    day = parse_as_of(request, as_of)
     view = patient_view(engine=engine, mrn=mrn, as_of=day, protocol=protocol_of(request))
     identity.log_view(engine=engine, viewer=viewer, mrn=mrn, what="patient page")
     for row in view.reminders:
@@ -319,7 +329,7 @@ def patient_trend_svg(
     from tracker.reports.figures import figure_bytes, trend_figure
     from tracker.services.reports import patient_report
 
-    day = parse_as_of(as_of)
+    day = parse_as_of(request, as_of)
     report = patient_report(engine=engine, mrn=mrn, as_of=day, protocol=protocol_of(request))
     return Response(figure_bytes(trend_figure(report.trend), "svg"), media_type="image/svg+xml")
 
@@ -336,8 +346,14 @@ def patient_report_download(
     from tracker.services.reports import patient_report, write_patient_report
 
     _check_report_format(fmt)
-    day = parse_as_of(as_of)
-    report = patient_report(engine=engine, mrn=mrn, as_of=day, protocol=protocol_of(request))
+    day = parse_as_of(request, as_of)
+    report = patient_report(
+        engine=engine,
+        mrn=mrn,
+        as_of=day,
+        protocol=protocol_of(request),
+        protocol_name=protocol_name_of(request),
+    )
     identity.log_view(engine=engine, viewer=viewer, mrn=mrn, what=f"{fmt} report")
     with tempfile.TemporaryDirectory() as scratch:
         path = write_patient_report(report, Path(scratch), fmt)
@@ -370,8 +386,14 @@ def board_page(
 ) -> Response:
     from tracker.services.reports import board_report
 
-    day = parse_as_of(as_of)
-    board = board_report(engine=engine, as_of=day, protocol=protocol_of(request), max_panels=0)
+    day = parse_as_of(request, as_of)
+    board = board_report(
+        engine=engine,
+        as_of=day,
+        protocol=protocol_of(request),
+        protocol_name=protocol_name_of(request),
+        max_panels=0,
+    )
     return render(request, "board.j2", {"b": board})
 
 
@@ -386,7 +408,12 @@ def board_download(
     from tracker.services.reports import board_report, write_board_report
 
     _check_report_format(fmt)
-    board = board_report(engine=engine, as_of=parse_as_of(as_of), protocol=protocol_of(request))
+    board = board_report(
+        engine=engine,
+        as_of=parse_as_of(request, as_of),
+        protocol=protocol_of(request),
+        protocol_name=protocol_name_of(request),
+    )
     with tempfile.TemporaryDirectory() as scratch:
         return _download(write_board_report(board, Path(scratch), fmt))
 

@@ -1,131 +1,26 @@
-"""The web app in a real browser (Debian's Chromium driven by Playwright): a
-clinician signs in, logs a bone scan with two sites, sees the assessment change
-and acknowledges a reminder; a surgeon cannot edit; no page logs a console error.
-Screenshots are kept under test-results/screens/."""
+"""Journeys in a real browser: a clinician signs in, logs a bone scan with two sites,
+sees the assessment change, records what a reminder asks for and sees it leave the
+worklist, and acknowledges another; a surgeon cannot edit; the v2 calls (no HO, a
+passed forecast, lapsed reminders) read clearly on a phone, a tablet and a desktop;
+no page logs a console error. Every test name says "browser": CI fails if any of
+them was skipped."""
 
 from __future__ import annotations
 
-import datetime as dt
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
+import re
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy.engine import Engine
 
-from tests.web.web_support import DEMO, PASSWORD, SECRET, add_role_users
-from tracker.config import Settings
-from tracker.interchange.csv_import import import_folder
-from tracker.store import database
-from tracker.web.app import create_app
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENS = Path(__file__).resolve().parents[2] / "test-results" / "screens"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def web_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    from tracker.protocol import Protocol
-    from tracker.reminders.planner import plan
-
-    path = tmp_path_factory.mktemp("browser") / "tracker.db"
-    engine = database.make_engine(f"sqlite:///{path}")
-    database.upgrade(engine)
-    import_folder(engine, DEMO)
-    add_role_users(engine)
-    plan(engine=engine, as_of=dt.date.today(), protocol=Protocol())
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def server(web_engine: Engine) -> Iterator[str]:
-    app = create_app(Settings(database_url=str(web_engine.url)), web_engine, secret=SECRET)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if uv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-class Watched:
-    """A page that remembers every console error and uncaught exception."""
-
-    def __init__(self, browser: object, base: str):
-        self.context = browser.new_context(viewport={"width": 1366, "height": 900})  # type: ignore[attr-defined]
-        self.page = self.context.new_page()
-        self.base = base
-        self.errors: list[str] = []
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        # a refused form answers 422 (or 403) on purpose and Chromium logs that page
-        # load as a console error: loads are judged here instead, sub-resources only
-        self.page.on("response", self._response)
-
-    def _console(self, message: Any) -> None:
-        if message.type == "error" and not message.text.startswith("Failed to load resource"):
-            self.errors.append(message.text)
-
-    def _response(self, response: Any) -> None:
-        if response.status >= 400 and response.request.resource_type != "document":
-            self.errors.append(f"{response.status} {response.url}")
-
-    def go(self, path: str) -> None:
-        self.page.goto(self.base + path)
-
-    def shot(self, name: str) -> None:
-        SCREENS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
-
-    def sign_in(self, username: str) -> None:
-        self.go("/signin")
-        self.page.fill("#username", username)
-        self.page.fill("#password", PASSWORD)
-        self.page.click("button:has-text('Sign in')")
-        self.page.wait_for_url("**/worklist")
+from tests.e2e.conftest import AS_OF
+from tests.web.web_support import V2_MRN
 
 
 def test_browser_clinician_logs_a_two_site_bone_scan_and_sees_the_assessment_change(
-    browser: object, server: str
+    watched: Any,
 ) -> None:
-    w = Watched(browser, server)
+    w = watched()
     w.go("/patients/H-NONE")
     assert "/signin" in w.page.url  # anonymous views go to sign-in
     w.shot("signin")
@@ -152,10 +47,8 @@ def test_browser_clinician_logs_a_two_site_bone_scan_and_sees_the_assessment_cha
     assert w.errors == []
 
 
-def test_browser_form_errors_show_in_place_and_keep_what_was_typed(
-    browser: object, server: str
-) -> None:
-    w = Watched(browser, server)
+def test_browser_form_errors_show_in_place_and_keep_what_was_typed(watched: Any) -> None:
+    w = watched()
     w.sign_in("clinician")
     w.go("/patients/H-NONE/bone-scans/new")
     w.page.fill("#f-date", "2026-10-02")
@@ -173,9 +66,9 @@ def test_browser_form_errors_show_in_place_and_keep_what_was_typed(
 
 
 def test_browser_enter_in_a_field_saves_the_form_rather_than_adding_a_row(
-    browser: object, server: str
+    watched: Any,
 ) -> None:
-    w = Watched(browser, server)
+    w = watched()
     w.sign_in("clinician")
     w.go("/patients/H-NONE/bone-scans/new")
     w.page.fill("#f-date", "2026-10-03")
@@ -189,10 +82,51 @@ def test_browser_enter_in_a_field_saves_the_form_rather_than_adding_a_row(
     assert w.errors == []
 
 
-def test_browser_clinician_acknowledges_a_reminder_from_the_worklist(
-    browser: object, server: str
+def _worklist_row(w: Any, rule_words: str, mrn: str) -> tuple[Any, int]:
+    """The worklist row of `mrn`'s first open reminder of that rule, and its id."""
+    rows = w.page.locator("tbody tr").filter(has_text=rule_words).filter(has_text=mrn)
+    assert rows.count() >= 1, f"no open {rule_words} reminder of {mrn} on the worklist"
+    row = rows.first
+    label = row.locator("button:has-text('Acknowledge')").get_attribute("aria-label")
+    found = re.match(r"Acknowledge reminder (\d+) ", label or "")
+    assert found, label
+    return row, int(found.group(1))
+
+
+def test_browser_recording_what_a_reminder_asks_for_takes_it_off_the_worklist(
+    watched: Any,
 ) -> None:
-    w = Watched(browser, server)
+    """ "Record it" on H-MINERAL's monitoring radiograph, the form's own defaults
+    (modality, site, side) plus what a person types (the date, what the film shows),
+    Save; on the next load of the worklist that reminder is gone (model-spec 9, v2:
+    a save re-plans the patient's reminders in the same request)."""
+    w = watched()
+    w.sign_in("clinician")
+    row, reminder_id = _worklist_row(w, "monitoring radiograph", "H-MINERAL")
+    assert "hip left" in row.inner_text()
+    row.locator("a:has-text('Record it')").click()
+    w.page.wait_for_url("**/patients/H-MINERAL/imaging/new?*")
+    assert w.page.locator("#f-modality").input_value() == "radiograph"
+    assert w.page.locator("#r-findings-0-site").input_value() == "hip"
+    assert w.page.locator("#r-findings-0-side").input_value() == "left"
+    w.page.fill("#f-date", AS_OF.isoformat())
+    w.page.select_option("#r-findings-0-ho", "present")
+    w.page.select_option("#r-findings-0-calcification", "zonal")
+    w.shot("record_it_form")
+    w.page.click("button:has-text('Save')")
+    w.page.wait_for_url("**/patients/H-MINERAL?done=*")
+    w.go("/worklist")
+    w.shot("worklist_after_record_it")
+    gone = w.page.locator(f"button[aria-label^='Acknowledge reminder {reminder_id} (']")
+    assert gone.count() == 0, (
+        f"reminder {reminder_id} is still open after the radiograph that satisfies it was "
+        "saved: the save did not re-plan the patient's reminders"
+    )
+    assert w.errors == []
+
+
+def test_browser_clinician_acknowledges_a_reminder_from_the_worklist(watched: Any) -> None:
+    w = watched()
     w.sign_in("clinician")
     buttons = w.page.locator("button:has-text('Acknowledge')")
     before = buttons.count()
@@ -207,10 +141,8 @@ def test_browser_clinician_acknowledges_a_reminder_from_the_worklist(
     assert w.errors == []
 
 
-def test_browser_surgeon_cannot_edit_and_pages_have_no_console_errors(
-    browser: object, server: str
-) -> None:
-    w = Watched(browser, server)
+def test_browser_surgeon_cannot_edit_and_pages_have_no_console_errors(watched: Any) -> None:
+    w = watched()
     w.sign_in("surgeon")
     for path, name in (
         ("/worklist", "surgeon_worklist"),
@@ -229,14 +161,14 @@ def test_browser_surgeon_cannot_edit_and_pages_have_no_console_errors(
 
 
 def test_browser_a_stale_void_shows_the_record_as_it_is_now(
-    browser: object, server: str, web_engine: Engine
+    watched: Any, web_engine: Engine
 ) -> None:
     from tracker.services.patients import patient_story
     from tracker.services.records import correct_lab
 
     story, _ = patient_story(engine=web_engine, mrn="H-MINERAL")
     lab = story.labs[0]
-    w = Watched(browser, server)
+    w = watched()
     w.sign_in("clinician")
     w.go(f"/patients/H-MINERAL/labs/{lab.id}/edit")
     # someone else corrects the lab while this form is open
@@ -254,4 +186,41 @@ def test_browser_a_stale_void_shows_the_record_as_it_is_now(
     w.page.click("button:has-text('Void this record')")
     w.page.wait_for_url("**/patients/H-MINERAL?done=*")
     assert w.page.locator(f"a[href$='/labs/{lab.id}/edit']").count() == 0
+    assert w.errors == []
+
+
+RED = "rgb(164, 0, 0)"  # .readiness.not_ready in style.css
+
+
+@pytest.mark.parametrize("width", [400, 768, 1400])
+def test_browser_no_ho_a_passed_forecast_and_lapsed_reminders_read_clearly(
+    watched: Any, width: int
+) -> None:
+    w = watched(width)
+    w.sign_in("surgeon")
+    w.go(f"/patients/{V2_MRN}")
+    w.shot(f"v2_patient_{width}")
+    no_ho = w.page.locator("#site-hip-right h3 .readiness")
+    assert no_ho.inner_text() == "no HO"
+    assert no_ho.evaluate("e => getComputedStyle(e).color") != RED
+    knee = w.page.locator("#site-knee-left")
+    assert knee.locator("h3 .readiness").evaluate("e => getComputedStyle(e).color") == RED
+    passed = knee.locator("[data-forecast='passed']")
+    assert passed.is_visible()
+    assert "forecast date already passed: a new scan is due" in passed.inner_text()
+    lapsed = w.page.locator("tr.reminder.lapsed")
+    assert lapsed.count() == 3
+    assert "long past when first planned, not sent" in lapsed.first.inner_text()
+    background = lapsed.first.locator("td").first.evaluate(
+        "e => getComputedStyle(e).backgroundColor"
+    )
+    open_rows = w.page.locator("tr.reminder.due, tr.reminder.pending")
+    assert open_rows.count() == 0  # V-PASSED has nothing open: all lapsed
+    assert background not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)")  # set apart
+    w.go("/board")
+    w.shot(f"v2_board_{width}")
+    rescan = w.page.locator(f"#rescan tr[data-mrn='{V2_MRN}']")
+    assert rescan.count() == 1 and rescan.is_visible()
+    assert w.page.locator(f"#soon tr[data-mrn='{V2_MRN}']").count() == 0
+    assert w.page.locator("[data-field='protocol_fingerprint']").inner_text().startswith("sha256:")
     assert w.errors == []
