@@ -361,6 +361,7 @@ def _assess_everyone(
         protocol_from,
         write_cohort_assessment,
     )
+    from tracker.staging.assess import MODEL_VERSION
     from tracker.staging.cohort import readiness_counts
 
     if mrn is not None:
@@ -378,12 +379,19 @@ def _assess_everyone(
     out.print(
         f"Assessed {len(frame)} sites of {frame['mrn'].nunique()} patients as of "
         f"{day.isoformat()}: {counts['ready']} ready, {counts['not_ready']} not ready, "
-        f"{counts['insufficient_data']} insufficient data; wrote {out_file}."
+        f"{counts['insufficient_data']} insufficient data, {counts['not_applicable']} "
+        f"without HO (not applicable); model {MODEL_VERSION}, protocol {rules.fingerprint}; "
+        f"wrote {out_file}.",
+        soft_wrap=True,
     )
 
 
 def _print_assessment(doc: dict[str, Any]) -> None:
-    out.print(f"[bold]{doc['mrn']}[/bold] as of {doc['as_of']}: {len(doc['sites'])} sites")
+    out.print(
+        f"[bold]{doc['mrn']}[/bold] as of {doc['as_of']}: {len(doc['sites'])} sites "
+        f"(model {doc['model_version']}, protocol {doc['protocol_fingerprint']})",
+        soft_wrap=True,
+    )
     if not doc["sites"]:
         out.print("No imaging findings or bone scans recorded.")
     for site in doc["sites"]:
@@ -396,10 +404,13 @@ def _print_assessment(doc: dict[str, Any]) -> None:
             if g
         )
         ratio = f", latest ratio {site['latest_ratio']:.2f}" if site["latest_ratio"] else ""
+        readiness = site["readiness"].replace("_", " ")
+        if site["readiness"] == "not_applicable":
+            readiness = "no HO (not applicable)"
         out.print(
             f"\n[bold]{site['site']} {site['side']}[/bold]: stage {site['stage']}"
             f"{' (' + grades + ')' if grades else ''}; activity {site['activity']}{ratio}; "
-            f"[bold]{site['readiness'].replace('_', ' ')}[/bold]"
+            f"[bold]{readiness}[/bold]"
         )
         table = Table("criterion", "level", "status", "evidence")
         for criterion in site["criteria"]:
@@ -411,8 +422,10 @@ def _print_assessment(doc: dict[str, Any]) -> None:
             out.print("flags: " + ", ".join(site["flags"]))
         if site["forecast"]:
             f = site["forecast"]
+            passed = "; already passed: rescan suggested" if f["passed"] else ""
             out.print(
                 f"forecast stabilisation: {f['date']} (80% interval {f['low']} to {f['high']})"
+                f"{passed}"
             )
 
 
@@ -432,15 +445,44 @@ def demo_command(
     host: HostOption = "127.0.0.1",
     port: PortOption = 8000,
 ) -> None:
-    """Load the demo cohort (once), add demo users, then serve the web app."""
-    from tracker.interchange.csv_import import import_folder
+    """Load the demo cohort (once), dated so its latest records are 3 days old, plan its
+    reminders as of today, add demo users, then serve the web app."""
+    from tracker.config import get_settings
+    from tracker.interchange.demo import load_demo
+    from tracker.reminders.delivery import worklist
+    from tracker.reminders.planner import plan
+    from tracker.services.assessment import protocol_from
 
     engine = _engine()
+    today = dt.date.today()
     with BarProgress() as progress:
-        summary = import_folder(engine, data, progress=progress)
+        loaded = load_demo(engine, data, today=today, progress=progress)
+    where = engine.url.render_as_string(hide_password=True)
+    moved = f"{loaded.shift_days:+d} days" if loaded.shift_days else "not moved"
+    latest = f", latest record {_d(loaded.latest)}" if loaded.latest else ""
+    if loaded.already_loaded:
+        out.print(
+            f"Demo cohort already in {where} ({loaded.summary.total_added} new rows; its dates "
+            f"stay as first loaded: {moved}{latest}). For a current demo, use a new database.",
+            soft_wrap=True,
+        )
+    else:
+        out.print(
+            f"Demo cohort loaded into {where} ({loaded.summary.total_added} new rows; every "
+            f"date {moved}{latest}).",
+            soft_wrap=True,
+        )
+    plan(engine=engine, as_of=today, protocol=protocol_from(get_settings().protocol_file))
+
+    def count(status: str | None = None) -> int:
+        return len(worklist(engine=engine, status=status))
+
     out.print(
-        f"Demo cohort loaded into {engine.url.render_as_string(hide_password=True)} "
-        f"({summary.total_added} new rows)."
+        f"Worklist as of {today.isoformat()}: {count()} reminders due, "
+        f"{count(vocab.ReminderStatus.pending)} coming in the next weeks; "
+        f"{count(vocab.ReminderStatus.lapsed)} lapsed (long past when first planned: kept "
+        "in the patients' histories, never sent).",
+        soft_wrap=True,
     )
     if not serve:
         patients_list(team=None, injury=None, ho=None, search=None, limit=None)

@@ -2,15 +2,19 @@
 
 `Protocol()` holds the spec's defaults; a clinic may override any of them in a TOML
 file read by `load_protocol`. The file mirrors the dataclasses below, one section
-each: [activity], [readiness], [readiness.levels], [waiting_months], [flags],
-[forecast], [reminders] (with one [reminders.<rule>] table per reminder rule). Keys
-left out keep their default. Anything the tracker does not know (a section, a key,
-an injury kind, a level, a reminder rule) is refused with a `ProtocolError` that
-names the key, so a typo can never silently fall back to a default.
+each: [stage], [activity], [readiness], [readiness.levels],
+[readiness.default_upper_limits] (a table of unit = limit per analyte),
+[waiting_months], [flags], [forecast], [reminders] (with one [reminders.<rule>]
+table per reminder rule). Keys left out keep their default. Anything the tracker
+does not know (a section, a key, an injury kind, a level, a reminder rule, a unit)
+is refused with a `ProtocolError` that names the key, so a typo can never silently
+fall back to a default. `Protocol.fingerprint` names the values in effect
+(model-spec section 8).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tomllib
@@ -22,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tracker.errors import ProtocolError
-from tracker.vocab import InjuryKind, ReminderRule
+from tracker.vocab import LAB_UNITS, Analyte, InjuryKind, ReminderRule
 
 
 class Level(StrEnum):
@@ -55,6 +59,9 @@ class _Check:
     unit: str = ""
     # turns the TOML value into the dataclass value (a list into a tuple, say)
     convert: Callable[[Any], Any] | None = None
+    # reads a table value itself, given (where, dotted key, value, default), so that
+    # its errors can name the key inside the table (readiness.default_upper_limits)
+    read: Callable[[str, str, Any, Any], Any] | None = None
 
 
 def _is_int(value: Any) -> bool:
@@ -79,6 +86,11 @@ POSITIVE_YEARS = _Check(
 )
 FRACTION = _Check("a number between 0 and 1 (exclusive)", lambda v: _is_number(v) and 0 < v < 1)
 RATIO = _Check("a positive number (an uptake ratio)", lambda v: _is_number(v) and v > 0)
+# an uptake ratio of normal bone: 1 means as much uptake as the reference region
+NORMAL_RATIO = _Check(
+    "a number of at least 1.0 (an uptake ratio; 1 is as much uptake as normal bone)",
+    lambda v: _is_number(v) and v >= 1,
+)
 SAMPLES = _Check(
     "a whole number of at least 10", lambda v: _is_int(v) and v >= 10, 10_000, "samples"
 )
@@ -135,7 +147,59 @@ def _checked(default: Any, check: _Check) -> Any:
     return field(default=default, metadata={"check": check})
 
 
+@dataclass(frozen=True, slots=True)
+class UnitLimits:
+    """Default upper limits of one analyte, per unit: ((unit, limit), ...) sorted by
+    unit. Written in the file as a table, `"U/L" = 130`."""
+
+    limits: tuple[tuple[str, float], ...] = ()
+
+    def of(self, unit: str | None) -> float | None:
+        """The default upper limit for `unit`, or None when the protocol has none."""
+        return dict(self.limits).get(str(unit)) if unit else None
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.limits)
+
+
+def _unit_limits_check(analyte: Analyte) -> _Check:
+    units = LAB_UNITS[analyte]
+    expected = (
+        f"a table of {analyte.value} units ({', '.join(units)}), each with a positive upper "
+        f'limit, such as {{"{units[0]}" = 130}}'
+    )
+
+    def read(where: str, dotted: str, value: Any, default: Any) -> UnitLimits:
+        if not isinstance(value, Mapping):
+            raise ProtocolError(f"{where}: {dotted} must be {expected}, got {value!r}")
+        merged = default.as_dict() if isinstance(default, UnitLimits) else {}
+        for unit, limit in value.items():
+            key = f"{dotted}.{json.dumps(unit)}"
+            if unit not in units:
+                raise ProtocolError(
+                    f"{where}: {key} is not a unit of {analyte.value}; allowed: {', '.join(units)}"
+                )
+            if not (_is_number(limit) and limit > 0):
+                raise ProtocolError(
+                    f"{where}: {key} must be a positive number (the upper limit in {unit}), "
+                    f"got {limit!r}"
+                )
+            merged[unit] = float(limit)
+        return UnitLimits(tuple(sorted(merged.items())))
+
+    return _Check(expected, lambda v: isinstance(v, UnitLimits), read=read)
+
+
 # --- the protocol, one dataclass per file section ---
+
+
+@dataclass(frozen=True, slots=True)
+class StageRules:
+    """[stage]: model-spec section 3."""
+
+    # a bone-scan measurement above this ratio shows early HO; at or below it, normal
+    # bone (the unaffected side recorded for comparison)
+    normal_uptake_ratio: float = _checked(1.2, NORMAL_RATIO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +224,34 @@ class CriterionLevels:
 
 
 @dataclass(frozen=True, slots=True)
+class DefaultUpperLimits:
+    """[readiness.default_upper_limits]: model-spec section 5, alp_normal. A result
+    without its own ref_high is judged against the limit for its analyte and unit
+    here; with none, it is unknown. A clinic's table adds to (or changes) these units.
+    """
+
+    alp: UnitLimits = _checked(
+        UnitLimits((("U/L", 130.0), ("ukat/L", 2.17))), _unit_limits_check(Analyte.alp)
+    )
+    bone_alp: UnitLimits = _checked(UnitLimits(), _unit_limits_check(Analyte.bone_alp))
+
+    def of(self, analyte: str, unit: str | None) -> float | None:
+        """The default upper limit for `analyte` in `unit`, or None when there is none."""
+        if str(analyte) not in {spec.name for spec in fields(self)}:
+            return None
+        limits: UnitLimits = getattr(self, str(analyte))
+        return limits.of(unit)
+
+    def items(self) -> list[tuple[str, str, float]]:
+        """Every (analyte, unit, limit), analytes in field order."""
+        return [
+            (spec.name, unit, limit)
+            for spec in fields(self)
+            for unit, limit in getattr(self, spec.name).limits
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class ReadinessRules:
     """[readiness]: model-spec section 5.
 
@@ -175,6 +267,7 @@ class ReadinessRules:
     kim_low_final: float = _checked(2.0, RATIO)
     alp_window_days: int = _checked(90, POSITIVE_DAYS)
     levels: CriterionLevels = field(default_factory=CriterionLevels)
+    default_upper_limits: DefaultUpperLimits = field(default_factory=DefaultUpperLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +383,9 @@ class ReminderRules:
     Reminders go out at `send_hour` on their due date in the clinic's `time_zone`;
     one delivered more than `late_after_minutes` after that is marked late. A sent
     reminder neither satisfied nor acknowledged `escalation_grace_days` after its
-    due date is escalated once. Planning looks `horizon_days` ahead.
+    due date is escalated once. Planning looks `horizon_days` ahead. A reminder due
+    more than `lapse_after_days` before the day of the plan that first creates it is
+    stored lapsed (v2): kept for the adherence record, never delivered.
     """
 
     time_zone: str = _checked("Europe/London", TIME_ZONE)
@@ -298,6 +393,7 @@ class ReminderRules:
     late_after_minutes: int = _checked(60, MINUTES)
     escalation_grace_days: int = _checked(14, DAYS)
     horizon_days: int = _checked(60, DAYS)
+    lapse_after_days: int = _checked(30, DAYS)
     hip_ultrasound_screen: HipUltrasoundScreen = field(default_factory=HipUltrasoundScreen)
     consider_prophylaxis: ConsiderProphylaxis = field(default_factory=ConsiderProphylaxis)
     monitoring_radiograph: AfterDaysRule = field(default_factory=lambda: AfterDaysRule())
@@ -322,8 +418,9 @@ REMINDER_RULES = tuple(rule.value for rule in ReminderRule)
 
 @dataclass(frozen=True, slots=True)
 class Protocol:
-    """Every *(protocol)* threshold of model-spec sections 4-7 and 9, with its defaults."""
+    """Every *(protocol)* threshold of model-spec sections 3-7 and 9, with its defaults."""
 
+    stage: StageRules = field(default_factory=StageRules)
     activity: ActivityRules = field(default_factory=ActivityRules)
     readiness: ReadinessRules = field(default_factory=ReadinessRules)
     waiting_months: WaitingMonths = field(default_factory=WaitingMonths)
@@ -331,11 +428,19 @@ class Protocol:
     forecast: ForecastRules = field(default_factory=ForecastRules)
     reminders: ReminderRules = field(default_factory=ReminderRules)
 
+    @property
+    def fingerprint(self) -> str:
+        """Which protocol this is (model-spec section 8): "sha256:" and 16 hex digits of
+        a SHA-256 over every value, so the same values give the same fingerprint on
+        every machine and any changed value gives another (see `fingerprint_of`)."""
+        return fingerprint_of(self)
+
 
 # --- loading ---
 
 # Top-level sections a protocol file may hold.
 _SECTIONS: dict[str, type] = {
+    "stage": StageRules,
     "activity": ActivityRules,
     "readiness": ReadinessRules,
     "waiting_months": WaitingMonths,
@@ -386,6 +491,7 @@ def _protocol_of(where: str, document: dict[str, Any]) -> Protocol:
     }
     protocol = replace(Protocol(), **sections)
     _check_kim_order(where, protocol.readiness)
+    _check_normal_uptake(where, protocol)
     _check_screening_days(where, protocol.reminders.hip_ultrasound_screen)
     return protocol
 
@@ -402,6 +508,9 @@ def _read_section(where: str, key: str, table: Any, defaults: Any) -> Any:
         check: _Check | None = spec.metadata.get("check")
         if check is None:  # a nested section such as [readiness.levels]
             changes[name] = _read_section(where, dotted, value, getattr(defaults, name))
+            continue
+        if check.read is not None:  # a table value that checks its own keys
+            changes[name] = check.read(where, dotted, value, getattr(defaults, name))
             continue
         if not check.accepts(value):
             raise ProtocolError(f"{where}: {dotted} must be {check.expected}, got {value!r}")
@@ -453,6 +562,16 @@ def _check_kim_order(where: str, rules: ReadinessRules) -> None:
             "kim_low_final <= kim_high_final < kim_high_initial, got "
             f"kim_low_final={rules.kim_low_final}, kim_low_initial={rules.kim_low_initial}, "
             f"kim_high_final={rules.kim_high_final}, kim_high_initial={rules.kim_high_initial}"
+        )
+
+
+def _check_normal_uptake(where: str, protocol: Protocol) -> None:
+    # A ratio the Kim rule calls stabilised is still HO uptake, never normal bone.
+    normal, final = protocol.stage.normal_uptake_ratio, protocol.readiness.kim_low_final
+    if not normal < final:
+        raise ProtocolError(
+            f"{where}: stage.normal_uptake_ratio must be below readiness.kim_low_final "
+            f"({final}), got {normal}"
         )
 
 
@@ -513,7 +632,44 @@ def toml_text(value: Any) -> str:
         return json.dumps(str(value))
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_text(v) for v in value) + "]"
+    if isinstance(value, UnitLimits):
+        pairs = (f"{json.dumps(unit)} = {toml_text(limit)}" for unit, limit in value.limits)
+        return "{" + ", ".join(pairs) + "}"
     return str(value)
+
+
+def _canonical(value: Any) -> Any:
+    """A protocol value in a form JSON writes the same way everywhere: numbers as
+    floats (2 and 2.0 are one value), tuples as lists, limits as a unit table."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):  # Level is a str too
+        return str(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, UnitLimits):
+        return {unit: float(limit) for unit, limit in value.limits}
+    raise TypeError(f"no canonical form for protocol value {value!r}")
+
+
+_FINGERPRINTS: dict[Protocol, str] = {}
+
+
+def fingerprint_of(protocol: Protocol) -> str:
+    """`Protocol.fingerprint`: a SHA-256 over the canonical JSON of every value keyed
+    by its dotted name (sorted keys, no spaces, ASCII), so neither the order, the
+    spelling (2 or 2.0) nor the comments of a file can change it."""
+    known = _FINGERPRINTS.get(protocol)
+    if known is not None:
+        return known
+    values = {s.dotted: _canonical(s.value) for s in settings_of(protocol)}
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    digest = "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+    if len(_FINGERPRINTS) < 64:
+        _FINGERPRINTS[protocol] = digest
+    return digest
 
 
 def differences(current: Protocol, proposed: Protocol) -> list[tuple[str, Any, Any]]:

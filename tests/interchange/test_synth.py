@@ -30,12 +30,13 @@ SPEC_HEADERS = {
     "procedures.csv": "mrn,kind,date,site,side,notes",
     "labs.csv": "mrn,date,analyte,value,unit,ref_low,ref_high",
 }
-# One row per natural key (the brief's keys; bone scans without the ratio).
+# One row per natural key (bone scans: with the ratio, computed from the counts when
+# only they are given, so that a same-day repeat with another ratio is another row).
 NATURAL_KEYS = {
     "patients.csv": ("mrn",),
     "injuries.csv": ("mrn", "kind", "date"),
     "imaging.csv": ("mrn", "date", "modality", "accession", "site", "side"),
-    "bone_scans.csv": ("mrn", "date", "site", "side", "phase"),
+    "bone_scans.csv": ("mrn", "date", "site", "side", "phase", "ratio"),
     "treatments.csv": ("mrn", "agent", "intent", "start_date"),
     "procedures.csv": ("mrn", "kind", "date", "site", "side"),
     "labs.csv": ("mrn", "date", "analyte"),
@@ -104,7 +105,9 @@ def problems_in(folder: Path, until: dt.date) -> list[str]:
                     found.append(f"{where} {column} {value} after {until}")
                 if value and column != "birth_date" and value <= births.get(row["mrn"], ""):
                     found.append(f"{where} {column} {value} not after birth")
-            key = tuple(row[c] for c in NATURAL_KEYS[name])
+            key = tuple(row[c] for c in NATURAL_KEYS[name] if c != "ratio")
+            if name == "bone_scans.csv":
+                key = (*key, str(round(ratio_of(row), 6)))
             if key in seen:
                 found.append(f"{where} duplicate key {key}")
             seen.add(key)
@@ -287,6 +290,57 @@ def test_delayed_phase_ratios_fall_towards_a_plateau(cohort: Path) -> None:
     assert falling / len(long) > 0.9
     assert min(min(v) for v in long) > 1.0
     assert max(max(v) for v in long) < 10
+
+
+def delayed_days(folder: Path) -> dict[tuple[str, str, str, str], list[float]]:
+    """Each (mrn, site, side, date)'s delayed-phase ratios."""
+    days: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
+    for row in read(folder, "bone_scans.csv"):
+        if row["phase"] == "delayed":
+            days[(row["mrn"], row["site"], row["side"], row["date"])].append(ratio_of(row))
+    return days
+
+
+def test_some_delayed_phase_scans_are_repeated_the_same_day(cohort: Path) -> None:
+    repeats = [ratios for ratios in delayed_days(cohort).values() if len(ratios) > 1]
+    assert 10 <= len(repeats) <= 0.15 * len(delayed_days(cohort))
+    for ratios in repeats:
+        assert len(set(ratios)) == len(ratios)  # another reading, not a copy
+        assert max(ratios) / min(ratios) < 1.25  # of the same uptake
+
+
+def test_some_ratios_are_recorded_exactly_on_a_threshold(cohort: Path) -> None:
+    ratios = [r for values in delayed_days(cohort).values() for r in values]
+    for line in (5.0, 3.0, 2.0, 1.2):
+        assert ratios.count(line) >= 3, line
+    series: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for (mrn, site, side, _), values in sorted(delayed_days(cohort).items()):
+        if len(values) == 1:
+            series[(mrn, site, side)].append(values[0])
+    steps = sum(
+        any(abs(b - a * step) < 1e-9 for step in (0.9, 1.1))
+        for values in series.values()
+        for a, b in zip(values, values[1:], strict=False)
+    )
+    assert steps >= 3  # a change of exactly the 10% tolerance
+
+
+def test_the_unaffected_hip_is_sometimes_measured_for_comparison(cohort: Path) -> None:
+    hip_ho = {
+        (row["mrn"], row["side"])
+        for row in read(cohort, "imaging.csv")
+        if row["site"] == "hip" and row["ho"] in ("present", "indeterminate")
+    }
+    normal = [
+        (mrn, side, ratios)
+        for (mrn, site, side, _), ratios in delayed_days(cohort).items()
+        if site == "hip" and max(ratios) <= 1.2
+    ]
+    assert len(normal) >= 10
+    for mrn, side, ratios in normal:
+        other = "left" if side == "right" else "right"
+        assert (mrn, other) in hip_ho  # measured beside a hip with HO
+        assert all(1.0 <= r <= 1.2 for r in ratios)
 
 
 def test_brooker_grade_never_falls_before_a_resection(cohort: Path) -> None:

@@ -10,6 +10,10 @@
     )
 
 Dates are ISO strings; the default site is the right hip.
+
+`assess_both_paths` assesses records the way every example test should: through
+`assess_patient` and through the cohort run, which must agree to the word
+(model-spec section 8), so a boundary timeline checks both paths at once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from tracker.protocol import Protocol
+from tracker.staging.assess import PatientAssessment, assess_patient, to_json
+from tracker.staging.cohort import assess_cohort, cohort_as_json_sites, cohort_frames
 from tracker.staging.records import (
     BoneScan,
     Course,
@@ -107,9 +114,14 @@ class Timeline:
         return self
 
     def alp(
-        self, on: str, value: float, ref_high: float | None = 130.0, analyte: str = "alp"
+        self,
+        on: str,
+        value: float,
+        ref_high: float | None = 130.0,
+        analyte: str = "alp",
+        unit: str | None = "U/L",
     ) -> Timeline:
-        self.labs.append(Lab(day(on), analyte, value, ref_high, "U/L"))
+        self.labs.append(Lab(day(on), analyte, value, ref_high, unit))
         return self
 
     def records(self) -> PatientRecords:
@@ -137,6 +149,44 @@ def mature_hip(mrn: str = "A001") -> Timeline:
 
 
 AS_OF = day("2025-06-15")
+
+
+DEFAULT_PROTOCOL = Protocol()
+
+
+def decoy() -> PatientRecords:
+    """Another patient in the same cohort run, so that the cohort path must keep
+    patients apart (their labs, injuries, first HO and sites)."""
+    return (
+        Timeline("A000")
+        .injury("fop", "2020-01-01")
+        .radiograph("2021-01-01", "knee", "left", cortex="well_defined", brooker=4)
+        .delayed_scans(("2021-01-01", 9.0), ("2021-03-01", 8.0), ("2025-06-01", 1.1))
+        .alp("2025-06-01", 900, ref_high=None)
+        .resection("2021-06-01", "knee", "left")
+        .records()
+    )
+
+
+def assess_both_paths(
+    records: PatientRecords, as_of: date, protocol: Protocol = DEFAULT_PROTOCOL
+) -> PatientAssessment:
+    """`assess_patient`'s answer, after checking that the cohort run (`assess_cohort`,
+    read back by `cohort_as_json_sites`) gives every site exactly the same, evidence
+    texts and provenance included, with another patient in the same run."""
+    alone = assess_patient(records, as_of, protocol)
+    expected = to_json(alone)
+    patients = [decoy(), records] if records.mrn != "A000" else [records]
+    frame = assess_cohort(cohort_frames(patients), as_of, protocol)
+    cohort = cohort_as_json_sites(frame)
+    assert cohort.get(records.mrn, []) == expected["sites"], "the cohort run disagrees"
+    decoyed = to_json(assess_patient(patients[0], as_of, protocol))["sites"]
+    assert cohort.get(patients[0].mrn, []) == decoyed
+    mine = frame[frame["mrn"] == records.mrn]
+    provenance = {"as_of", "model_version", "protocol_fingerprint"}
+    for row in mine[sorted(provenance)].to_dict("records"):
+        assert row == {key: expected[key] for key in provenance}
+    return alone
 
 
 def site_of(assessment: Any, site: str = "hip", side: str = "right") -> Any:

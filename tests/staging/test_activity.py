@@ -1,18 +1,23 @@
-"""Activity from serial delayed-phase uptake ratios (model-spec section 4)."""
+"""Activity from serial delayed-phase uptake ratios (model-spec section 4).
+
+Timelines go through both the one-patient path and the cohort run
+(`assess_both_paths`), which must agree at every boundary."""
 
 from __future__ import annotations
 
-import pytest
-from builders import AS_OF, Timeline, site_of
+from datetime import date, timedelta
 
-from tracker.staging import assess_patient, classify_activity
+import pytest
+from builders import AS_OF, Timeline, assess_both_paths, site_of
+
+from tracker.staging import classify_activity
 from tracker.staging.activity import Activity
 
 T = 0.10
 
 
 def activity_of(timeline: Timeline) -> str:
-    return site_of(assess_patient(timeline.records(), AS_OF)).activity
+    return site_of(assess_both_paths(timeline.records(), AS_OF)).activity
 
 
 def test_a_site_without_delayed_phase_scans_has_no_activity() -> None:
@@ -26,9 +31,28 @@ def test_one_delayed_phase_scan_is_a_single_scan() -> None:
 
 
 def test_same_day_ratios_are_averaged_into_one_value() -> None:
-    timeline = Timeline().delayed_scans(("2025-01-01", 3.0), ("2025-01-01", 4.0))
-    hip = site_of(assess_patient(timeline.records(), AS_OF))
+    timeline = Timeline().delayed_scans(("2025-01-01", 4.0), ("2025-01-01", 3.0))
+    hip = site_of(assess_both_paths(timeline.records(), AS_OF))
     assert (hip.activity, hip.latest_ratio) == ("single_scan", 3.5)
+
+
+def test_a_same_day_repeat_changes_the_trend_by_its_average_not_its_first_value() -> None:
+    # 2.0 then (2.0 + 2.6) / 2 = 2.3: +15%, rising (the day's first value alone, 2.0,
+    # would be flat; the highest alone, 2.6, would be +30%)
+    timeline = Timeline().delayed_scans(
+        ("2025-01-01", 2.0), ("2025-03-01", 2.6), ("2025-03-01", 2.0)
+    )
+    hip = site_of(assess_both_paths(timeline.records(), AS_OF))
+    assert (hip.activity, hip.latest_ratio) == ("rising", 2.3)
+    # 4.0 then (1.8 + 2.6) / 2 = 2.2, then 2.2: within tolerance of the average only
+    timeline = Timeline().delayed_scans(
+        ("2025-01-01", 4.0),
+        ("2025-02-01", 2.6),
+        ("2025-02-01", 1.8),
+        ("2025-03-01", 2.2),
+        ("2025-04-01", 2.2),
+    )
+    assert activity_of(timeline) == "plateau"
 
 
 def test_blood_pool_and_flow_phases_do_not_enter_the_series() -> None:
@@ -64,6 +88,11 @@ def test_blood_pool_and_flow_phases_do_not_enter_the_series() -> None:
 )
 def test_activity_rules_in_order(ratios: list[float], expected: Activity) -> None:
     assert classify_activity(ratios, T) == expected
+    # the same series as recorded scans, through both paths
+    timeline = Timeline()
+    for months, ratio in enumerate(ratios):
+        timeline.delayed_scan((date(2024, 1, 1) + timedelta(days=60 * months)).isoformat(), ratio)
+    assert activity_of(timeline) == expected
 
 
 def test_plateau_needs_three_scans() -> None:

@@ -25,11 +25,14 @@ from tracker.interchange.csv_import import import_folder
 from tracker.protocol import (
     ActivityRules,
     CriterionLevels,
+    DefaultUpperLimits,
     FlagRules,
     ForecastRules,
     Level,
     Protocol,
     ReadinessRules,
+    StageRules,
+    UnitLimits,
 )
 from tracker.services.assessment import assess_all, write_cohort_assessment
 from tracker.staging import (
@@ -80,8 +83,19 @@ def assert_one_truth(
     frame = assess_cohort(cohort_frames(patients), as_of, protocol)
     cohort = cohort_as_json_sites(frame)
     for records in patients:
-        alone = to_json(assess_patient(records, as_of, protocol))["sites"]
-        assert cohort.get(records.mrn, []) == alone, records.mrn
+        alone = to_json(assess_patient(records, as_of, protocol))
+        assert cohort.get(records.mrn, []) == alone["sites"], records.mrn
+    provenance = ["as_of", "model_version", "protocol_fingerprint"]
+    assert frame[provenance].drop_duplicates().to_dict("records") in (
+        [],
+        [
+            {
+                "as_of": as_of.isoformat(),
+                "model_version": 2,
+                "protocol_fingerprint": protocol.fingerprint,
+            }
+        ],
+    )
     return frame
 
 
@@ -129,16 +143,21 @@ def crowded_patients(draw: st.DrawFn, mrn: str) -> PatientRecords:
 
     def scan() -> BoneScan:
         site, side = draw(few_sites)
-        ratio = draw(st.none() | st.sampled_from([1.0, 1.95, 2.0, 2.05, 3.0, 3.3, 5.0, 6.1]))
+        ratio = draw(
+            st.none()
+            | st.sampled_from(
+                [1.0, 1.2, 1.21, 1.95, 2.0, 2.05, 2.2, 2.7, 3.0, 3.3, 4.5, 5.0, 5.01, 6.1]
+            )
+        )
         return BoneScan(draw(few_days), site, side, draw(st.sampled_from(values(Phase))), ratio)
 
     def lab() -> Lab:
         return Lab(
             draw(few_days),
             draw(st.sampled_from(values(Analyte))),
-            draw(st.sampled_from([95.0, 130.0, 130.5, 1000.0, 24.6, 7.25])),
+            draw(st.sampled_from([95.0, 130.0, 130.5, 1000.0, 24.6, 7.25, 2.17, 2.2])),
             draw(st.none() | st.sampled_from([24.6, 130.0])),
-            draw(st.sampled_from([None, "", "U/L", "ug/L"])),
+            draw(st.sampled_from([None, "", "U/L", "ug/L", "ukat/L"])),
         )
 
     def course() -> Course:
@@ -180,11 +199,15 @@ def test_ties_on_one_day_are_broken_the_same_way_in_both_paths(
 
 
 STRICT = Protocol(
+    stage=StageRules(normal_uptake_ratio=1.95),
     activity=ActivityRules(tolerance=0.05),
     readiness=ReadinessRules(
         scan_recency_days=30,
         alp_window_days=400,
         levels=CriterionLevels(time_since_injury=Level.required, alp_normal=Level.required),
+        default_upper_limits=DefaultUpperLimits(
+            alp=UnitLimits((("U/L", 95.0),)), bone_alp=UnitLimits((("ug/L", 24.6),))
+        ),
     ),
     flags=FlagRules(progression_window_days=0, new_site_gap_days=0),
     forecast=ForecastRules(horizon_years=1, bootstrap_samples=50, interval=0.5),
@@ -206,6 +229,8 @@ def test_nothing_recorded_by_as_of_gives_an_empty_frame_with_every_column() -> N
     )
     frame = assert_one_truth([records], date(2024, 1, 1))
     assert list(frame.columns) == COLUMNS and frame.empty
+    assert COLUMNS[:5] == ["mrn", "as_of", "model_version", "protocol_fingerprint", "site"]
+    assert COLUMNS[-4:] == ["forecast_date", "forecast_low", "forecast_high", "forecast_passed"]
     assert assess_cohort(cohort_frames([]), date(2024, 1, 1)).empty
 
 
@@ -307,8 +332,17 @@ def test_assess_all_writes_one_row_per_site_and_prints_counts_by_readiness(
     expected = assess_all(engine=database.make_engine(cli_db), as_of=UNTIL)
     assert len(written) == len(expected) > 0
     assert cohort_as_json_sites(written) == cohort_as_json_sites(expected)
+    assert set(written["model_version"]) == {2}
+    assert set(written["protocol_fingerprint"]) == {Protocol().fingerprint}
+    assert set(written["as_of"]) == {UNTIL.isoformat()}
+    given = written["forecast_date"].notna()
+    assert given.any() and written.loc[given, "forecast_passed"].isin([True, False]).all()
+    assert written.loc[~given, "forecast_passed"].isna().all()
     ready = int((expected["readiness"] == "ready").sum())
+    no_ho = int((expected["readiness"] == "not_applicable").sum())
     assert f"Assessed {len(expected)} sites" in printed and f"{ready} ready" in printed
+    assert f"{no_ho} without HO (not applicable)" in printed
+    assert f"model 2, protocol {Protocol().fingerprint}" in printed
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,19 @@
-"""Flags a clinician should notice (model-spec section 6)."""
+"""Flags a clinician should notice (model-spec section 6).
+
+Timelines go through both the one-patient path and the cohort run
+(`assess_both_paths`), which must agree at every boundary."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from builders import AS_OF, Timeline, site_of
-
-from tracker.staging import assess_patient
+from builders import AS_OF, Timeline, assess_both_paths, site_of
 
 
 def flags(
     timeline: Timeline, site: str = "hip", side: str = "right", as_of: date = AS_OF
 ) -> tuple[str, ...]:
-    return site_of(assess_patient(timeline.records(), as_of), site, side).flags
+    return site_of(assess_both_paths(timeline.records(), as_of), site, side).flags
 
 
 # --- new_site ---
@@ -40,8 +41,24 @@ def test_a_clear_screening_scan_does_not_date_a_sites_first_ho() -> None:
 
 
 def test_a_bone_scan_measurement_counts_as_first_ho_evidence() -> None:
-    timeline = Timeline().delayed_scan("2024-01-01", 3.0).delayed_scan("2024-01-20", 2.0, "knee")
+    timeline = Timeline().delayed_scan("2024-01-01", 3.0).delayed_scan("2024-03-20", 2.0, "knee")
+    assert flags(timeline, "knee") == ("new_site",)
+    timeline = Timeline().delayed_scan("2024-01-01", 3.0).delayed_scan("2024-01-31", 2.0, "knee")
     assert flags(timeline, "knee") == ()
+
+
+def test_a_normal_ratio_does_not_date_the_patients_first_ho() -> None:
+    # the unaffected hip measured for comparison months before HO appears at the knee
+    timeline = (
+        Timeline()
+        .delayed_scan("2024-01-01", 1.2, "hip", "left")
+        .scan("2024-01-01", "blood_pool", 1.05, "hip", "left")
+        .ultrasound("2024-06-01", "knee", "left")
+        .delayed_scan("2024-09-01", 1.21, "elbow", "right")
+    )
+    assert flags(timeline, "knee", "left") == ()  # the patient's first HO
+    assert flags(timeline, "elbow", "right") == ("new_site",)  # 1.21 is above normal
+    assert flags(timeline, "hip", "left") == ()
 
 
 def test_ho_at_a_site_resected_long_ago_still_dates_the_patients_first_ho() -> None:
@@ -54,14 +71,51 @@ def test_ho_at_a_site_resected_long_ago_still_dates_the_patients_first_ho() -> N
     assert flags(timeline, "knee", "left") == ("new_site",)
 
 
-def test_recurrence_after_resection_is_treated_as_a_fresh_site() -> None:
+def test_regrowth_after_resection_is_recurrence_not_new_site() -> None:
     timeline = (
         Timeline()
         .radiograph("2020-01-01", cortex="well_defined")
         .resection("2021-01-01")
         .ultrasound("2021-03-01")
     )
-    assert flags(timeline) == ("new_site",)
+    assert flags(timeline) == ("recurrence",)
+    # before the regrowth is seen, and on the day of the resection, nothing recurs
+    assert flags(timeline, as_of=date(2021, 2, 28)) == ()
+    assert flags(timeline, as_of=date(2021, 1, 1)) == ()
+
+
+def test_a_clear_film_or_normal_uptake_after_resection_is_no_recurrence() -> None:
+    timeline = (
+        Timeline()
+        .radiograph("2020-01-01", cortex="well_defined")
+        .resection("2021-01-01")
+        .radiograph("2021-02-12", ho="absent", calcification="none")
+        .delayed_scan("2021-04-01", 1.2)
+    )
+    assert flags(timeline) == ()
+    assert flags(timeline.delayed_scan("2021-07-01", 1.25)) == ("recurrence",)
+
+
+def test_a_resected_site_is_never_new_even_when_its_first_ho_came_late() -> None:
+    timeline = (
+        Timeline()
+        .ultrasound("2020-01-01", "knee", "left")
+        .radiograph("2020-06-01", cortex="well_defined")  # hip: new site in 2020
+        .resection("2021-01-01")
+    )
+    assert flags(timeline, as_of=date(2020, 12, 31)) == ("new_site",)
+    assert flags(timeline) == ()  # resected: no new site, and no regrowth yet
+    assert flags(timeline.ultrasound("2022-01-01")) == ("recurrence",)
+
+
+def test_a_resection_elsewhere_does_not_make_a_site_recur() -> None:
+    timeline = (
+        Timeline()
+        .radiograph("2020-01-01", cortex="well_defined")
+        .resection("2021-01-01")
+        .ultrasound("2021-03-01", "hip", "left")
+    )
+    assert flags(timeline, "hip", "left") == ("new_site",)
 
 
 # --- grade_increase ---
@@ -202,6 +256,26 @@ def test_fop_flags_every_site() -> None:
     )
     assert flags(timeline) == ("genetic_ho",)
     assert flags(timeline, "jaw", "midline") == ("genetic_ho",)
+
+
+def test_flags_are_sorted_with_recurrence_in_its_place() -> None:
+    timeline = (
+        Timeline()
+        .injury("fop", "2015-01-01")
+        .radiograph("2020-01-01", cortex="well_defined")
+        .resection("2021-01-01")
+        .course("2021-01-10")
+        .radiograph("2021-03-01", brooker=1)
+        .radiograph("2021-05-01", brooker=2)
+        .delayed_scans(("2021-04-01", 2.0), ("2021-06-01", 3.0))
+    )
+    assert flags(timeline) == (
+        "genetic_ho",
+        "grade_increase",
+        "progression_after_treatment",
+        "recurrence",
+        "rising_activity",
+    )
 
 
 def test_flags_are_sorted() -> None:

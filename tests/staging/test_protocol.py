@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tracker.errors import ProtocolError
-from tracker.protocol import Level, Protocol, load_protocol
+from tracker.protocol import (
+    Level,
+    Protocol,
+    UnitLimits,
+    load_protocol,
+    parse_protocol,
+    settings_of,
+    toml_text,
+)
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "data" / "protocols" / "default.toml"
 
@@ -165,3 +179,118 @@ def test_protocol_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
 def test_missing_protocol_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError, match="protocol file nowhere.toml: no such file"):
         load_protocol(tmp_path / "nowhere.toml")
+
+
+# --- v2: the stage and alp defaults, and the protocol's fingerprint ---
+
+
+def test_v2_defaults_are_the_published_thresholds() -> None:
+    protocol = Protocol()
+    assert protocol.stage.normal_uptake_ratio == 1.2
+    limits = protocol.readiness.default_upper_limits
+    assert (limits.of("alp", "U/L"), limits.of("alp", "ukat/L")) == (130.0, 2.17)
+    assert limits.of("bone_alp", "ug/L") is None and limits.of("bone_alp", "U/L") is None
+    assert limits.of("alp", "IU/L") is None and limits.of("alp", None) is None
+
+
+def leaves(value: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every leaf field of the protocol's dataclass tree, found without settings_of."""
+    found: list[tuple[str, ...]] = []
+    for spec in fields(value):
+        child = getattr(value, spec.name)
+        if is_dataclass(child) and not isinstance(child, UnitLimits):
+            found += leaves(child, (*path, spec.name))
+        else:
+            found.append((*path, spec.name))
+    return found
+
+
+def changed(value: Any) -> Any:
+    """Another value of the same kind."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, Level):
+        return Level.advisory if value != Level.advisory else Level.required
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 1.01
+    if value is None:
+        return 6
+    if isinstance(value, str):
+        return "Europe/Paris" if value != "Europe/Paris" else "UTC"
+    if isinstance(value, UnitLimits):
+        raised = tuple((unit, limit + 0.5) for unit, limit in value.limits)
+        return UnitLimits(raised or (("U/L", 1.0),))
+    if isinstance(value, tuple):
+        return value[:-1] if len(value) > 1 else (*value, value[0] * 2)
+    raise AssertionError(f"no change for {value!r}")
+
+
+def with_value(protocol: Any, path: tuple[str, ...], value: Any) -> Any:
+    if len(path) == 1:
+        return replace(protocol, **{path[0]: value})
+    inner = with_value(getattr(protocol, path[0]), path[1:], value)
+    return replace(protocol, **{path[0]: inner})
+
+
+def test_the_fingerprint_changes_when_and_only_when_a_value_changes() -> None:
+    default = Protocol()
+    paths = leaves(default)
+    assert len(paths) == len(settings_of(default)) > 50  # every value takes part
+    seen = {default.fingerprint: ("defaults",)}
+    for path in paths:
+        value = default
+        for name in path:
+            value = getattr(value, name)
+        other = with_value(default, path, changed(value))
+        assert other != default, path
+        assert other.fingerprint not in seen, (path, seen.get(other.fingerprint))
+        seen[other.fingerprint] = path
+        assert with_value(other, path, value).fingerprint == default.fingerprint, path
+    limits = default.readiness.default_upper_limits
+    more = replace(limits, bone_alp=UnitLimits((("ug/L", 20.0),)))
+    added = with_value(default, ("readiness", "default_upper_limits"), more)
+    assert added.fingerprint not in seen
+
+
+def test_the_fingerprint_ignores_key_order_spelling_and_comments(tmp_path: Path) -> None:
+    default = Protocol()
+    assert load_protocol(DEFAULT_FILE).fingerprint == default.fingerprint
+    sections: dict[str, list[str]] = {}
+    for setting in reversed(settings_of(default)):
+        if setting.value is None:  # left unset (waiting_months.fop): leave it out
+            continue
+        value = toml_text(setting.value)
+        if isinstance(setting.value, int) and not isinstance(setting.value, bool):
+            value = f"{value}   "
+        sections.setdefault(setting.section, []).append(f"  {setting.key}={value}")
+    text = "\n\n".join(
+        f"[ {section} ]\n" + "\n".join(lines) for section, lines in reversed(sections.items())
+    )
+    text = text.replace("kim_low_final=2.0", "kim_low_final = 2")  # 2 and 2.0: one value
+    assert "kim_low_final = 2\n" in text or text.endswith("kim_low_final = 2")
+    rewritten = load_protocol(write(tmp_path, text))
+    assert rewritten == default and rewritten.fingerprint == default.fingerprint
+    assert parse_protocol("# comment only\n\n").fingerprint == default.fingerprint
+
+
+def test_the_fingerprint_is_the_same_on_every_machine() -> None:
+    # Hash randomisation (and so set and dict order in a fresh interpreter) must not
+    # matter: the fingerprint is a SHA-256 over one canonical text.
+    program = (
+        "from tracker.protocol import load_protocol; "
+        f"print(load_protocol({str(DEFAULT_FILE)!r}).fingerprint)"
+    )
+    printed = {
+        subprocess.run(
+            [sys.executable, "-c", program],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("0", "1", "12345")
+    }
+    assert printed == {Protocol().fingerprint}
+    assert re.fullmatch(r"sha256:[0-9a-f]{16}", Protocol().fingerprint)

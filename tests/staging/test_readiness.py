@@ -2,6 +2,8 @@
 
 Most tests start from `mature_hip()`, a right hip that meets every criterion on
 2025-06-15, change one thing, and check the one criterion and the verdict it moves.
+Every timeline goes through both the one-patient path and the cohort run
+(`assess_both_paths`), which must agree at every boundary.
 """
 
 from __future__ import annotations
@@ -10,17 +12,26 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from builders import AS_OF, Timeline, criterion, day, mature_hip, site_of
+from builders import AS_OF, Timeline, assess_both_paths, criterion, day, mature_hip, site_of
 
-from tracker.protocol import CriterionLevels, Level, Protocol, ReadinessRules
-from tracker.staging import SiteAssessment, assess_patient
+from tracker.errors import ProtocolError
+from tracker.protocol import (
+    CriterionLevels,
+    DefaultUpperLimits,
+    Level,
+    Protocol,
+    ReadinessRules,
+    UnitLimits,
+    parse_protocol,
+)
+from tracker.staging import SiteAssessment
 from tracker.staging.readiness import add_months, whole_months_between
 
 DEFAULTS = Protocol()
 
 
 def hip(timeline: Timeline, as_of: date = AS_OF, protocol: Protocol = DEFAULTS) -> SiteAssessment:
-    return site_of(assess_patient(timeline.records(), as_of, protocol))
+    return site_of(assess_both_paths(timeline.records(), as_of, protocol))
 
 
 def status(timeline: Timeline, name: str, as_of: date = AS_OF) -> str:
@@ -53,7 +64,12 @@ def test_the_spec_example_hip_is_ready_with_checkable_evidence() -> None:
             "delayed-phase ratio 6.10 (2024-03-01) -> 2.55 (2025-05-01); "
             "at or below Kim threshold 3.0",
         ),
-        ("alp_normal", "met", "required_if_known", "alp 95 U/L on 2025-05-30 (ref high 130)"),
+        (
+            "alp_normal",
+            "met",
+            "required_if_known",
+            "alp 95 U/L on 2025-05-30 (at or below its reference upper limit 130)",
+        ),
         (
             "time_since_injury",
             "met",
@@ -178,7 +194,9 @@ def test_alp_exactly_at_the_reference_limit_is_normal() -> None:
 def test_alp_above_the_reference_limit_blocks_readiness() -> None:
     site = hip(mature_hip().alp("2025-06-01", 131))
     assert criterion(site, "alp_normal").status == "unmet"
-    assert criterion(site, "alp_normal").evidence == "alp 131 U/L on 2025-06-01 (above 130)"
+    assert criterion(site, "alp_normal").evidence == (
+        "alp 131 U/L on 2025-06-01 (above its reference upper limit 130)"
+    )
     assert site.readiness == "not_ready"
 
 
@@ -216,11 +234,118 @@ def test_elevated_bone_alp_on_the_same_day_as_normal_alp_is_not_normal() -> None
     assert status(timeline, "alp_normal") == "unmet"
 
 
-def test_alp_without_a_reference_limit_is_not_above_it_as_the_spec_is_written() -> None:
-    timeline = mature_hip().alp("2025-06-10", 400, ref_high=None)
-    site = hip(timeline)
+def latest_alp_only(*labs: tuple[str, float, float | None, str, str | None]) -> Timeline:
+    """The mature hip with these results (date, value, ref_high, analyte, unit) only."""
+    timeline = mature_hip()
+    timeline.labs = []
+    for on, value, ref_high, analyte, unit in labs:
+        timeline.alp(on, value, ref_high=ref_high, analyte=analyte, unit=unit)
+    return timeline
+
+
+def test_alp_without_range_uses_protocol_limit() -> None:
+    site = hip(latest_alp_only(("2025-06-01", 650, None, "alp", "U/L")))
+    assert criterion(site, "alp_normal").status == "unmet"
+    assert criterion(site, "alp_normal").evidence == (
+        "alp 650 U/L on 2025-06-01 (above 130, the protocol's default upper limit for U/L)"
+    )
+    assert site.readiness == "not_ready"
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        (130, "U/L", "met"),  # exactly at the default limit is not above it
+        (130.5, "U/L", "unmet"),
+        (2.17, "ukat/L", "met"),
+        (2.18, "ukat/L", "unmet"),
+    ],
+)
+def test_alp_without_range_is_judged_at_the_protocol_limit_for_its_unit(
+    value: float, unit: str, expected: str
+) -> None:
+    site = hip(latest_alp_only(("2025-06-01", value, None, "alp", unit)))
+    assert criterion(site, "alp_normal").status == expected
+    limit = {"U/L": "130", "ukat/L": "2.17"}[unit]
+    assert f"{limit}, the protocol's default upper limit for {unit}" in (
+        criterion(site, "alp_normal").evidence
+    )
+
+
+def test_the_labs_own_range_beats_the_protocol_limit() -> None:
+    site = hip(latest_alp_only(("2025-06-01", 125, 120, "alp", "U/L")))
+    assert criterion(site, "alp_normal").status == "unmet"
+    assert criterion(site, "alp_normal").evidence == (
+        "alp 125 U/L on 2025-06-01 (above its reference upper limit 120)"
+    )
+    site = hip(latest_alp_only(("2025-06-01", 140, 150, "alp", "U/L")))
     assert criterion(site, "alp_normal").status == "met"
-    assert "no reference upper limit" in criterion(site, "alp_normal").evidence
+
+
+def test_bone_alp_without_range_is_unknown() -> None:
+    site = hip(latest_alp_only(("2025-06-01", 400, None, "bone_alp", "ug/L")))
+    assert criterion(site, "alp_normal").status == "unknown"
+    assert criterion(site, "alp_normal").evidence == (
+        "bone_alp 400 ug/L on 2025-06-01 (no reference range; the protocol has no default "
+        "upper limit for bone_alp in ug/L)"
+    )
+    assert site.readiness == "ready"  # required_if_known: an unknown result is ignored
+
+
+def test_alp_without_range_or_unit_is_unknown() -> None:
+    site = hip(latest_alp_only(("2025-06-01", 400, None, "alp", None)))
+    assert criterion(site, "alp_normal").status == "unknown"
+    assert "no default upper limit for alp without a unit" in (
+        criterion(site, "alp_normal").evidence
+    )
+
+
+def test_an_unjudged_result_does_not_hide_an_elevated_one_on_the_same_day() -> None:
+    timeline = latest_alp_only(
+        ("2025-06-01", 400, None, "bone_alp", "ug/L"), ("2025-06-01", 135, None, "alp", "U/L")
+    )
+    site = hip(timeline)
+    assert criterion(site, "alp_normal").status == "unmet"
+    assert criterion(site, "alp_normal").evidence.startswith("alp 135 U/L")
+    timeline = latest_alp_only(
+        ("2025-06-01", 400, None, "bone_alp", "ug/L"), ("2025-06-01", 95, None, "alp", "U/L")
+    )
+    assert status(timeline, "alp_normal") == "met"
+
+
+def test_a_clinic_can_set_a_default_limit_for_bone_alp() -> None:
+    clinic = parse_protocol('[readiness.default_upper_limits.bone_alp]\n"ug/L" = 20.5\n')
+    assert clinic.readiness.default_upper_limits.alp == DefaultUpperLimits().alp  # kept
+    site = hip(latest_alp_only(("2025-06-01", 21, None, "bone_alp", "ug/L")), protocol=clinic)
+    assert criterion(site, "alp_normal").status == "unmet"
+    assert criterion(site, "alp_normal").evidence == (
+        "bone_alp 21 ug/L on 2025-06-01 (above 20.5, the protocol's default upper limit for ug/L)"
+    )
+    stricter = Protocol(
+        readiness=ReadinessRules(
+            default_upper_limits=DefaultUpperLimits(alp=UnitLimits((("U/L", 120.0),)))
+        )
+    )
+    site = hip(latest_alp_only(("2025-06-01", 125, None, "alp", "U/L")), protocol=stricter)
+    assert criterion(site, "alp_normal").status == "unmet"
+    site = hip(latest_alp_only(("2025-06-01", 2.5, None, "alp", "ukat/L")), protocol=stricter)
+    assert criterion(site, "alp_normal").status == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[readiness.default_upper_limits.alp]\n"mg/dL" = 5', '.alp."mg/dL" is not a unit of alp'),
+        ('[readiness.default_upper_limits.alp]\n"U/L" = 0', '.alp."U/L" must be a positive number'),
+        ('[readiness.default_upper_limits.alp]\n"U/L" = "130"', 'alp."U/L" must be a positive'),
+        ('[readiness.default_upper_limits.crp]\n"mg/L" = 5', "unknown key readiness.default_"),
+        ("[readiness.default_upper_limits]\nalp = 130", "readiness.default_upper_limits.alp must"),
+    ],
+)
+def test_default_upper_limits_are_refused_naming_the_key(text: str, message: str) -> None:
+    with pytest.raises(ProtocolError, match="^pasted: ") as refused:
+        parse_protocol(text, where="pasted")
+    assert message in str(refused.value)
 
 
 def test_alp_after_as_of_is_ignored() -> None:
@@ -341,9 +466,25 @@ def test_fop_has_no_waiting_time_of_its_own() -> None:
     assert criterion(site, "not_genetic_ho").status == "unmet"
 
 
-def test_a_site_at_stage_none_is_not_ready() -> None:
+def test_site_without_ho_is_not_applicable_not_not_ready() -> None:
     timeline = Timeline().ultrasound("2025-01-01", ho="absent").alp("2025-06-01", 80)
-    assert hip(timeline).readiness == "not_ready"
+    site = hip(timeline)
+    assert (site.stage, site.readiness) == ("none", "not_applicable")
+    # the criteria are still reported, with their evidence
+    assert [(c.name, c.status) for c in site.criteria] == [
+        ("radiographic_maturity", "unknown"),
+        ("scan_stabilised", "unknown"),
+        ("alp_normal", "met"),
+        ("time_since_injury", "unknown"),
+        ("not_genetic_ho", "met"),
+    ]
+
+
+def test_a_resected_site_without_new_evidence_is_not_applicable_even_with_fop() -> None:
+    timeline = mature_hip().injury("fop", "2010-01-01").resection("2025-06-01")
+    site = hip(timeline)
+    assert (site.stage, site.readiness) == ("none", "not_applicable")
+    assert criterion(site, "not_genetic_ho").status == "unmet"
 
 
 def test_unmet_beats_unknown_in_the_verdict() -> None:

@@ -80,7 +80,13 @@ def findings(draw: st.DrawFn) -> Finding:
     )
 
 
-ratios = st.floats(0.3, 12.0, allow_nan=False).map(lambda r: round(r, 2))
+# Ratios exactly on a threshold (Kim 5.0, 3.0, 2.0; normal uptake 1.2) and a step of
+# exactly the tolerance away from one (2.0 -> 2.2, 3.0 -> 3.3 or 2.7, 5.0 -> 4.5) are
+# where two paths that disagree on <= against < part ways: draw them often.
+ON_THRESHOLDS = [5.0, 3.0, 2.0, 1.2, 2.2, 3.3, 2.7, 4.5, 5.5, 1.32, 1.08, 1.19, 1.21, 5.01]
+ratios = st.sampled_from(ON_THRESHOLDS) | st.floats(0.3, 12.0, allow_nan=False).map(
+    lambda r: round(r, 2)
+)
 
 
 @st.composite
@@ -88,6 +94,16 @@ def bone_scans(draw: st.DrawFn) -> BoneScan:
     site, side = draw(sites)
     phase = draw(st.sampled_from(values(Phase)))
     return BoneScan(draw(days), site, side, phase, draw(st.none() | ratios))
+
+
+@st.composite
+def same_day_scans(draw: st.DrawFn) -> list[BoneScan]:
+    """Two or three measurements of one site on one day (a repeat acquisition, two
+    readers): the day's ratio is their mean, whatever order they come in."""
+    site, side = draw(sites)
+    when, phase = draw(days), draw(st.sampled_from(["delayed", "delayed", "blood_pool"]))
+    drawn = draw(st.lists(ratios, min_size=2, max_size=3))
+    return [BoneScan(when, site, side, phase, ratio) for ratio in drawn]
 
 
 @st.composite
@@ -114,9 +130,9 @@ def labs(draw: st.DrawFn) -> Lab:
     return Lab(
         draw(days),
         draw(st.sampled_from(values(Analyte))),
-        draw(st.floats(1, 500).map(lambda v: round(v, 1))),
+        draw(st.sampled_from([130.0, 2.17, 2.2]) | st.floats(1, 500).map(lambda v: round(v, 1))),
         draw(st.none() | st.sampled_from([20.0, 130.0, 150.0])),
-        "U/L",
+        draw(st.sampled_from(["U/L", "U/L", "ukat/L", "ug/L", None])),
     )
 
 
@@ -129,16 +145,30 @@ def favourable_hip(draw: st.DrawFn) -> tuple[dict[str, list[Any]], date]:
     are common enough for the safety properties to bite."""
     first = draw(st.dates(min_value=date(2022, 6, 1), max_value=date(2024, 6, 1)))
     scans: list[BoneScan] = []
-    ratio, when = draw(st.floats(3.5, 8.0)), first
-    for _ in range(draw(st.integers(0, 5))):
-        scans.append(BoneScan(when, "hip", "right", "delayed", round(ratio, 2)))
-        ratio *= draw(st.floats(0.4, 1.05))
+    daily: list[float] = []  # each day's ratio (a same-day pair averages to it)
+    ratio = draw(st.sampled_from([5.0, 5.01, 5.5, 3.01, 4.0, 6.1]) | st.floats(3.5, 8.0))
+    when, last_scan, count = first, first, draw(st.integers(0, 5))
+    for number in range(count):
+        value = round(ratio, 2)
+        if number > 0 and number == count - 1 and draw(st.booleans()):
+            # the last exactly on the Kim line of the first ratio's band (if no rise):
+            # where "at or below" read as "below" would part the two paths
+            line = 3.0 if daily[0] > 5.0 else 2.0 if daily[0] > 3.0 else None
+            if line is not None and line <= daily[-1]:
+                value = line
+        daily.append(value)
+        if draw(st.integers(0, 4)) == 0:  # a same-day pair whose mean is the value
+            scans.append(BoneScan(when, "hip", "right", "delayed", round(value - 0.1, 2)))
+            value = round(value + 0.1, 2)
+        scans.append(BoneScan(when, "hip", "right", "delayed", value))
+        ratio *= draw(st.sampled_from([1.1, 0.9]) | st.floats(0.4, 1.05))
+        last_scan = when
         when += timedelta(days=draw(st.integers(30, 150)))
     film = first + timedelta(days=draw(st.integers(30, 500)))
     mature = Finding(film, "radiograph", "hip", "right", "present", cortex="well_defined")
     injury = Injury(draw(non_fop), first - timedelta(days=draw(st.integers(10, 400))))
     alp = Lab(when + timedelta(days=draw(st.integers(-60, 30))), "alp", 90.0, 130.0, "U/L")
-    looked = max(when, film) + timedelta(days=draw(st.integers(0, 120)))
+    looked = max(last_scan, film) + timedelta(days=draw(st.integers(0, 120)))
     parts: dict[str, list[Any]] = {
         "findings": [mature],
         "bone_scans": scans,
@@ -162,7 +192,11 @@ def cases(draw: st.DrawFn, allow_fop: bool = True) -> tuple[PatientRecords, date
             base["injuries"] + draw(st.lists(st.builds(Injury, kinds, days), max_size=2))
         ),
         findings=tuple(base["findings"] + draw(st.lists(findings(), max_size=5))),
-        bone_scans=tuple(base["bone_scans"] + draw(st.lists(bone_scans(), max_size=6))),
+        bone_scans=tuple(
+            base["bone_scans"]
+            + draw(st.lists(bone_scans(), max_size=6))
+            + [scan for pair in draw(st.lists(same_day_scans(), max_size=2)) for scan in pair]
+        ),
         courses=tuple(draw(st.lists(courses(), max_size=2))),
         procedures=tuple(draw(st.lists(procedures(), max_size=2))),
         labs=tuple(base["labs"] + draw(st.lists(labs(), max_size=3))),
@@ -171,7 +205,10 @@ def cases(draw: st.DrawFn, allow_fop: bool = True) -> tuple[PatientRecords, date
 
 
 def latest_alp_elevated(records: PatientRecords, as_of: date) -> bool:
-    window = Protocol().readiness.alp_window_days
+    """Any alp or bone_alp result of the latest day in the window above its limit: its
+    own ref_high, else the protocol's default for its analyte and unit."""
+    rules = Protocol().readiness
+    window = rules.alp_window_days
     recent = [
         lab
         for lab in records.labs
@@ -180,8 +217,14 @@ def latest_alp_elevated(records: PatientRecords, as_of: date) -> bool:
     if not recent:
         return False
     last = max(lab.date for lab in recent)
+
+    def limit(lab: Lab) -> float | None:
+        if lab.ref_high is not None:
+            return lab.ref_high
+        return rules.default_upper_limits.of(lab.analyte, lab.unit)
+
     return any(
-        lab.ref_high is not None and lab.value > lab.ref_high for lab in recent if lab.date == last
+        (high := limit(lab)) is not None and lab.value > high for lab in recent if lab.date == last
     )
 
 
@@ -193,7 +236,8 @@ def test_any_valid_records_give_a_well_formed_assessment(case: tuple[PatientReco
     keys = [(s["site"], s["side"]) for s in output["sites"]]
     assert keys == sorted(keys)
     for site in output["sites"]:
-        assert site["readiness"] in ("ready", "not_ready", "insufficient_data")
+        assert site["readiness"] in ("ready", "not_ready", "insufficient_data", "not_applicable")
+        assert (site["readiness"] == "not_applicable") == (site["stage"] == "none")
         assert [c["name"] for c in site["criteria"]] == [
             "radiographic_maturity",
             "scan_stabilised",
@@ -207,7 +251,11 @@ def test_any_valid_records_give_a_well_formed_assessment(case: tuple[PatientReco
         if forecast is not None:
             low, when, high = (date.fromisoformat(forecast[k]) for k in ("low", "date", "high"))
             assert low <= when <= high <= add_months(as_of, 60)
+            assert low < high
+            assert forecast["passed"] is (when < as_of)
             assert site["activity"] == "declining"
+        if "recurrence" in site["flags"]:
+            assert "new_site" not in site["flags"] and site["stage"] != "none"
 
 
 @safety
@@ -315,7 +363,7 @@ def test_a_resection_starts_the_site_afresh(
         return
     if key not in after:  # nothing since the resection: the site restarts from nothing
         site = before[key]
-        assert (site.stage, site.activity, site.readiness) == ("none", "none", "not_ready")
+        assert (site.stage, site.activity, site.readiness) == ("none", "none", "not_applicable")
         assert (site.brooker, site.della_valle, site.latest_ratio, site.forecast) == (
             None, None, None, None,
         )  # fmt: skip

@@ -1,4 +1,7 @@
-"""Stage of a site (model-spec section 3): each finding's rule, then the site's."""
+"""Stage of a site (model-spec section 3): each finding's rule, then the site's.
+
+Timelines go through both the one-patient path and the cohort run
+(`assess_both_paths`), which must agree at every boundary."""
 
 from __future__ import annotations
 
@@ -6,10 +9,14 @@ from datetime import date
 from typing import Any
 
 import pytest
-from builders import AS_OF, Timeline, site_of
+from builders import AS_OF, Timeline, assess_both_paths, site_of
 
-from tracker.staging import Finding, assess_patient
-from tracker.staging.stage import Stage, finding_stage
+from tracker.errors import ProtocolError
+from tracker.protocol import Protocol, StageRules, parse_protocol
+from tracker.staging import BoneScan, Finding
+from tracker.staging.stage import Stage, finding_stage, scan_stage
+
+assess_patient = assess_both_paths  # every timeline here: both paths, one answer
 
 ON = date(2025, 1, 1)
 
@@ -73,9 +80,77 @@ def test_absent_ho_without_signs_is_stage_none() -> None:
     assert finding_stage(finding("ultrasound", ho="absent", vascularity="none")) == Stage.none
 
 
-def test_a_bone_scan_measurement_alone_makes_the_site_early() -> None:
+def test_a_bone_scan_measurement_above_normal_uptake_alone_makes_the_site_early() -> None:
     records = Timeline().scan("2025-01-10", "flow", 1.4).records()
     assert site_of(assess_patient(records, AS_OF)).stage == "early"
+
+
+@pytest.mark.parametrize(
+    ("phase", "ratio", "expected"),
+    [
+        ("delayed", 1.2, Stage.none),  # exactly at normal uptake: normal bone
+        ("delayed", 1.19, Stage.none),
+        ("delayed", 1.05, Stage.none),
+        ("delayed", 1.21, Stage.early),
+        ("flow", 1.2, Stage.none),
+        ("blood_pool", 1.25, Stage.early),
+        ("delayed", None, Stage.none),  # nothing measured shows no uptake above normal
+    ],
+)
+def test_a_bone_scan_shows_ho_only_above_normal_uptake(
+    phase: str, ratio: float | None, expected: Stage
+) -> None:
+    scan = BoneScan(date(2025, 1, 10), "hip", "right", phase, ratio)
+    assert scan_stage(scan, StageRules()) == expected
+    records = Timeline().scan("2025-01-10", phase, ratio).records()
+    assert site_of(assess_patient(records, AS_OF)).stage == expected
+
+
+def test_a_ratio_recorded_as_the_sum_of_floats_at_normal_uptake_is_at_it() -> None:
+    # 0.1 * 12 is 1.2000000000000002 in binary floating point: still "at" 1.2
+    records = Timeline().delayed_scan("2025-01-10", 0.1 * 12).records()
+    assert site_of(assess_patient(records, AS_OF)).stage == "none"
+
+
+def test_contralateral_normal_ratio_makes_no_site() -> None:
+    records = (
+        Timeline()
+        .injury("spinal_cord_injury", "2024-10-01")
+        .ultrasound("2024-12-01")  # HO at the right hip
+        .delayed_scan("2025-01-10", 4.2)
+        # the unaffected left hip, recorded for comparison weeks later
+        .delayed_scan("2025-01-10", 1.05, "hip", "left")
+        .radiograph("2025-01-10", "hip", "left", ho="absent")
+        .records()
+    )
+    assessment = assess_patient(records, AS_OF)
+    left = site_of(assessment, "hip", "left")
+    assert (left.stage, left.readiness, left.flags) == ("none", "not_applicable", ())
+    assert left.activity == "single_scan" and left.latest_ratio == 1.05
+    assert site_of(assessment).stage == "early"
+
+
+def test_normal_uptake_comes_from_the_protocol() -> None:
+    records = Timeline().delayed_scan("2025-01-10", 1.4).records()
+    clinic = Protocol(stage=StageRules(normal_uptake_ratio=1.5))
+    assert site_of(assess_patient(records, AS_OF, clinic)).stage == "none"
+    assert parse_protocol("[stage]\nnormal_uptake_ratio = 1.5") == clinic
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[stage]\nnormal_uptake_ratio = 0.9", "stage.normal_uptake_ratio must be a number of at"),
+        ("[stage]\nnormal_uptake_ratio = '1.2'", "stage.normal_uptake_ratio must be a number"),
+        ("[stage]\nnormal_uptake_ratio = nan", "stage.normal_uptake_ratio must be a number"),
+        ("[stage]\nnormal_uptake_ratio = 2.0", "stage.normal_uptake_ratio must be below"),
+        ("[stage]\nnormal_ratio = 1.2", "unknown key stage.normal_ratio; allowed: normal_uptake"),
+    ],
+)
+def test_normal_uptake_out_of_range_is_refused_naming_the_key(text: str, message: str) -> None:
+    with pytest.raises(ProtocolError, match="^pasted: ") as refused:
+        parse_protocol(text, where="pasted")
+    assert message in str(refused.value)
 
 
 def test_site_stage_is_the_most_advanced_stage_ever_seen_and_never_demoted() -> None:
@@ -93,10 +168,10 @@ def test_site_stage_is_the_most_advanced_stage_ever_seen_and_never_demoted() -> 
     assert assess_patient(records, date(2024, 2, 1)).sites[0].stage == "early"
 
 
-def test_screening_ultrasound_without_ho_lists_the_site_at_stage_none_and_not_ready() -> None:
+def test_screening_ultrasound_without_ho_lists_the_site_at_stage_none_not_applicable() -> None:
     records = Timeline().ultrasound("2025-01-10", ho="absent").records()
     hip = site_of(assess_patient(records, AS_OF))
-    assert (hip.stage, hip.readiness) == ("none", "not_ready")
+    assert (hip.stage, hip.readiness) == ("none", "not_applicable")
 
 
 def test_findings_dated_after_as_of_never_count() -> None:
@@ -165,7 +240,7 @@ def test_resected_site_with_no_new_evidence_still_appears_at_stage_none() -> Non
         .records()
     )
     hip = site_of(assess_patient(records, AS_OF))
-    assert (hip.stage, hip.readiness) == ("none", "not_ready")
+    assert (hip.stage, hip.readiness) == ("none", "not_applicable")
     assert "since resection 2024-01-15" in hip.criteria[0].evidence
 
 

@@ -63,15 +63,15 @@ def test_stage_onsets_end_at_the_sites_stage_and_never_go_back() -> None:
         .records()
     )
     evidence = site_evidence(as_of_cut(records, AS_OF), KEY)
-    onsets = stage_onsets(evidence)
+    onsets = stage_onsets(evidence, PROTOCOL.stage)
     assert [stage for stage, _ in onsets] == [Stage.early, Stage.mineralising, Stage.mature]
     assert [when for _, when in onsets] == [day("2023-02-01"), day("2023-03-01"), day("2025-05-20")]
-    assert onsets[-1][0] == site_stage(evidence)
+    assert onsets[-1][0] == site_stage(evidence, PROTOCOL.stage)
 
 
 def test_a_site_without_ho_has_no_stage_onsets() -> None:
     records = Timeline().ultrasound("2024-01-01", ho="absent").records()
-    assert stage_onsets(site_evidence(as_of_cut(records, AS_OF), KEY)) == ()
+    assert stage_onsets(site_evidence(as_of_cut(records, AS_OF), KEY), PROTOCOL.stage) == ()
 
 
 def test_episodes_split_at_resections_and_the_last_is_what_counts_today() -> None:
@@ -89,7 +89,10 @@ def test_episodes_split_at_resections_and_the_last_is_what_counts_today() -> Non
     assert before.resected_on is None and after.resected_on == day("2025-06-01")
     assert max(f.date for f in before.findings) == day("2025-06-01")
     assert [f.date for f in after.findings] == [day("2025-09-01")]
-    assert site_stage(before) == Stage.mature and site_stage(after) == Stage.mineralising
+    assert (
+        site_stage(before, PROTOCOL.stage) == Stage.mature
+        and site_stage(after, PROTOCOL.stage) == Stage.mineralising
+    )
 
 
 @pytest.mark.parametrize("kind", ["spinal_cord_injury", "traumatic_brain_injury", "burn"])

@@ -11,6 +11,13 @@ every recorded row is an observation of that truth on some date, so the records
 agree with each other the way real notes do. One seeded `random.Random` drives
 everything, rows are sorted, and numbers are written in canonical form, so the
 same arguments always give byte-identical files.
+
+A second seeded stream adds the quirks of real bone-scan reporting that the rules
+of model-spec v2 turn on (sections 3-5): a repeat acquisition on the same day
+(same-day ratios are averaged), ratios recorded exactly on a Kim threshold or
+exactly one tolerance step (10%) from the previous one, and the unaffected hip
+measured for comparison (a normal ratio, 1.2 or below: no HO there). Drawing them
+from their own stream leaves every other row as the main stream makes it.
 """
 
 from __future__ import annotations
@@ -147,6 +154,14 @@ CRP = ("crp", "mg/L", "0", "5")
 CK = ("ck", "U/L", "25", "200")
 D_DIMER = ("d_dimer", "mg/L FEU", "0", "0.5")
 
+KIM_LINES = (5.0, 3.0, 2.0)  # Kim thresholds (model-spec section 5), as recorded
+TOLERANCE_STEPS = (0.9, 1.1)  # a change of exactly the activity tolerance, 10%
+NORMAL_UPTAKE = 1.2  # at or below: normal bone (model-spec section 3)
+SNAP_CHANCE = 0.5  # a ratio near a line is recorded exactly on it this often
+SNAP_NEAR = 0.06
+REPEAT_CHANCE = 0.06  # a repeat delayed-phase acquisition on the same day
+CONTRALATERAL_CHANCE = 0.35  # the unaffected hip measured at the first scan
+
 _ISO: dict[int, str] = {}
 
 
@@ -216,6 +231,8 @@ class _Cohort:
 
     def __init__(self, seed: int, until: date, width: int) -> None:
         self.rng = random.Random(seed)
+        # the reporting quirks' own stream (see the module docstring)
+        self.quirks = random.Random(f"ho-tracker synth quirks {seed}")
         self.until = until.toordinal()
         self.width = width
         self.accessions = 0
@@ -272,6 +289,7 @@ class _Story:
     def __init__(self, cohort: _Cohort, mrn: str, profile: InjuryProfile, injured: int) -> None:
         self.c = cohort
         self.rng = cohort.rng
+        self.quirks = cohort.quirks
         self.until = cohort.until
         self.mrn = mrn
         self.profile = profile
@@ -639,6 +657,7 @@ class _Story:
         as_counts = rng.random() < 0.15  # this department reports ROI counts
         with_region = as_counts or rng.random() < 0.4
         day, stop, scans = self.first_detect + days(2, 14), self.follow_up_until(), 0
+        last: dict[tuple[str, str], float] = {}  # each site's last delayed ratio written
         while day <= stop and scans < 10:
             seen = [(s, le) for s, le in self.lesions_in_view(day) if day >= le.onset + 7]
             phases: tuple[str, ...] = ("delayed",)
@@ -670,11 +689,77 @@ class _Story:
                         row = (self.mrn, _iso(day), site.site, site.side, phase, "",
                                str(lesion_counts), str(reference), region)  # fmt: skip
                     else:
+                        if phase == "delayed":
+                            value = self.recorded_ratio(value, last.get((site.site, site.side)))
                         row = (self.mrn, _iso(day), site.site, site.side, phase,
                                _num(value, 2), "", "", region)  # fmt: skip
                     self.scan_rows.append(row)
+                    if phase == "delayed":
+                        last[(site.site, site.side)] = round(value, 2)
+                        self.repeat_acquisition(day, site, value, as_counts, region)
+            if seen and scans == 0:
+                self.contralateral_hip(day, [s for s, _ in seen], as_counts, with_region)
             scans += bool(seen)
             day += days(60, 120)
+
+    def recorded_ratio(self, value: float, previous: float | None) -> float:
+        """A delayed-phase ratio as written (2 decimals): now and then exactly on a Kim
+        threshold, or exactly one tolerance step (10%) from the site's previous ratio,
+        where a rule read as < instead of <= would part from the spec."""
+        quirks = self.quirks
+        if quirks.random() >= SNAP_CHANCE:
+            return value
+        for line in KIM_LINES:
+            if abs(value - line) <= SNAP_NEAR:
+                return line
+        if previous is not None:
+            for step in TOLERANCE_STEPS:
+                target = round(previous * step, 2)
+                exact = abs(target - previous * step) < 1e-9
+                if exact and abs(value - target) <= SNAP_NEAR:
+                    return target
+        return value
+
+    def repeat_acquisition(
+        self, day: int, site: WatchedSite, value: float, as_counts: bool, region: str
+    ) -> None:
+        """Now and then a second delayed-phase reading the same day (a repeat
+        acquisition, a second reader): a slightly different ratio."""
+        quirks = self.quirks
+        if quirks.random() >= REPEAT_CHANCE:
+            return
+        again = round(value * math.exp(quirks.gauss(0.0, 0.03)), 2)
+        if again == round(value, 2):
+            again = round(again + 0.01, 2)
+        self.scan_rows.append(self.measured(day, site, again, as_counts, region))
+
+    def contralateral_hip(
+        self, day: int, seen: list[WatchedSite], as_counts: bool, with_region: bool
+    ) -> None:
+        """At the first scan, the unaffected hip is sometimes measured for comparison:
+        a normal ratio (1.2 or below), which shows no HO (model-spec section 3)."""
+        quirks = self.quirks
+        hips = {s.side for s in seen if s.site == "hip"}
+        if len(hips) != 1 or quirks.random() >= CONTRALATERAL_CHANCE:
+            return
+        others = [s for s in self.sites if s.site == "hip" and s.side not in hips]
+        other = others[0] if others else None
+        if other is None or other.lesion_at(day) is not None:
+            return
+        value = NORMAL_UPTAKE if quirks.random() < 0.2 else round(quirks.uniform(1.0, 1.19), 2)
+        region = "lumbar spine" if with_region else ""
+        self.scan_rows.append(self.measured(day, other, value, as_counts, region))
+
+    def measured(
+        self, day: int, site: WatchedSite, value: float, as_counts: bool, region: str
+    ) -> Row:
+        """A delayed-phase row for a quirk (drawn from the quirks' stream)."""
+        if as_counts:
+            reference = 100 * (6 + int(self.quirks.random() * 20))
+            return (self.mrn, _iso(day), site.site, site.side, "delayed", "",
+                    str(round(value * reference)), str(reference), region)  # fmt: skip
+        return (self.mrn, _iso(day), site.site, site.side, "delayed", _num(value, 2), "", "",
+                region)  # fmt: skip
 
     def courses(self) -> None:
         """Etidronate, NSAIDs, physiotherapy and flare steroids once HO is diagnosed."""

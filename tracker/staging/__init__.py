@@ -6,7 +6,13 @@ which must give the same answers).
 """
 
 from tracker.staging.activity import Activity, DailyRatio, classify_activity, delayed_series
-from tracker.staging.assess import PatientAssessment, SiteAssessment, assess_patient, to_json
+from tracker.staging.assess import (
+    MODEL_VERSION,
+    PatientAssessment,
+    SiteAssessment,
+    assess_patient,
+    to_json,
+)
 from tracker.staging.flags import Flag
 from tracker.staging.forecast import Forecast, RecoverySeries, forecast_recoveries
 from tracker.staging.readiness import Criterion, Readiness, Status
@@ -22,6 +28,7 @@ from tracker.staging.records import (
 from tracker.staging.stage import Stage
 
 __all__ = [
+    "MODEL_VERSION",
     "Activity",
     "BoneScan",
     "Course",

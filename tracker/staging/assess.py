@@ -23,6 +23,9 @@ from tracker.staging.records import PatientRecords, as_of_cut, site_evidence, si
 from tracker.staging.stage import Stage, latest_grades, site_stage
 
 DEFAULT_PROTOCOL = Protocol()
+# Which reference model the answers follow (model-spec section 8): bump it whenever a
+# rule changes what `assess` says, so a stored or printed call names its rules.
+MODEL_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class SiteAssessment:
 class PatientAssessment:
     mrn: str
     as_of: date
+    model_version: int  # MODEL_VERSION
+    protocol_fingerprint: str  # Protocol.fingerprint of the protocol in effect
     sites: tuple[SiteAssessment, ...]  # sorted by site, then side
 
 
@@ -56,12 +61,12 @@ def assess_patient(
     when all of it predates a resection (it then restarts at stage none).
     """
     cut = as_of_cut(records, as_of)
-    patient_first = patient_first_ho_date(cut)
+    patient_first = patient_first_ho_date(cut, protocol.stage)
     sites: list[SiteAssessment] = []
     recoveries: dict[int, RecoverySeries] = {}
     for key in site_keys(cut):
         evidence = site_evidence(cut, key)
-        stage = site_stage(evidence)
+        stage = site_stage(evidence, protocol.stage)
         grades = latest_grades(evidence)
         series = delayed_series(evidence.bone_scans)
         activity = classify_activity([p.ratio for p in series], protocol.activity.tolerance)
@@ -82,6 +87,7 @@ def assess_patient(
             injuries=cut.injuries,
             courses=cut.courses,
             rules=protocol.flags,
+            stage_rules=protocol.stage,
         )
         if forecast_applies(criteria, activity):
             recovery = recovery_series(series, protocol.readiness)
@@ -106,12 +112,20 @@ def assess_patient(
     forecasts = forecast_recoveries(list(recoveries.values()), as_of, protocol.forecast)
     for index, forecast in zip(recoveries, forecasts, strict=True):
         sites[index] = replace(sites[index], forecast=forecast)
-    return PatientAssessment(mrn=records.mrn, as_of=as_of, sites=tuple(sites))
+    return PatientAssessment(
+        mrn=records.mrn,
+        as_of=as_of,
+        model_version=MODEL_VERSION,
+        protocol_fingerprint=protocol.fingerprint,
+        sites=tuple(sites),
+    )
 
 
 def forecast_applies(criteria: Sequence[Criterion], activity: Activity) -> bool:
     """Model-spec section 7: a site is forecast (its recovery curve fitted) when its
-    scan_stabilised criterion is unmet and its activity is declining."""
+    scan_stabilised criterion is unmet and its activity is declining (and it has at
+    least `forecast.MIN_POINTS` ratios from the peak on, which `recovery_series`
+    checks)."""
     stabilised = next(c for c in criteria if c.name == CriterionName.scan_stabilised)
     return stabilised.status == Status.unmet and activity == Activity.declining
 
@@ -121,6 +135,8 @@ def to_json(assessment: PatientAssessment) -> dict[str, Any]:
     return {
         "mrn": assessment.mrn,
         "as_of": assessment.as_of.isoformat(),
+        "model_version": assessment.model_version,
+        "protocol_fingerprint": assessment.protocol_fingerprint,
         "sites": [_site_json(site) for site in assessment.sites],
     }
 
@@ -152,5 +168,6 @@ def _site_json(site: SiteAssessment) -> dict[str, Any]:
             "date": site.forecast.date.isoformat(),
             "low": site.forecast.low.isoformat(),
             "high": site.forecast.high.isoformat(),
+            "passed": site.forecast.passed,
         },
     }

@@ -24,6 +24,7 @@ from tracker.protocol import Protocol
 from tracker.staging.cohort_columns import day_number
 from tracker.staging.cohort_records import CohortFrames, CohortRecords, cohort_frames
 from tracker.staging.cohort_sites import COLUMNS, CRITERIA, CohortSites
+from tracker.staging.readiness import Readiness
 
 DEFAULT_PROTOCOL = Protocol()
 
@@ -43,19 +44,21 @@ def assess_cohort(
 ) -> pd.DataFrame:
     """Every site of every patient on `as_of`, one row each, sorted by mrn, site, side.
 
-    Columns (COLUMNS): mrn, site, side, stage, brooker, della_valle, activity,
-    latest_ratio, readiness; `<criterion>_status`, `_level` and `_evidence` for each
-    criterion in the spec's order; flags (sorted names joined by ";", "" for none);
-    forecast_date, forecast_low, forecast_high (ISO dates or None). Each row holds
-    exactly what `to_json(assess_patient(...))` gives for that site.
+    Columns (COLUMNS): mrn, as_of (ISO date), model_version, protocol_fingerprint
+    (which rules made the call, model-spec section 8), site, side, stage, brooker,
+    della_valle, activity, latest_ratio, readiness; `<criterion>_status`, `_level`
+    and `_evidence` for each criterion in the spec's order; flags (sorted names
+    joined by ";", "" for none); forecast_date, forecast_low, forecast_high (ISO
+    dates or None) and forecast_passed (boolean, NA without a forecast). Each row
+    holds exactly what `to_json(assess_patient(...))` gives for that site.
     """
     return CohortSites(CohortRecords(frames, day_number(as_of)), protocol).frame()
 
 
 def readiness_counts(frame: pd.DataFrame) -> dict[str, int]:
-    """Sites per readiness verdict, in the spec's order."""
+    """Sites per readiness verdict: ready, not_ready, insufficient_data, not_applicable."""
     counts = frame["readiness"].value_counts()
-    return {name: int(counts.get(name, 0)) for name in ("ready", "not_ready", "insufficient_data")}
+    return {name: int(counts.get(name, 0)) for name in Readiness}
 
 
 def cohort_as_json_sites(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
@@ -92,8 +95,16 @@ def site_json(row: Mapping[Any, Any]) -> dict[str, Any]:
         "flags": flags.split(";") if flags else [],
         "forecast": None
         if _plain(row["forecast_date"]) is None
-        else {key: row[f"forecast_{key}"] for key in ("date", "low", "high")},
+        else {
+            **{key: row[f"forecast_{key}"] for key in ("date", "low", "high")},
+            "passed": _boolean(row["forecast_passed"]),
+        },
     }
+
+
+def _boolean(value: Any) -> bool:
+    """True or False as written to the frame, to CSV ("True") or to Parquet."""
+    return value.strip() == "True" if isinstance(value, str) else bool(value)
 
 
 def _plain(value: Any) -> Any:

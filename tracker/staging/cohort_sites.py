@@ -16,9 +16,10 @@ import pandas as pd
 from tracker.protocol import CriterionName, Level, Protocol, ReadinessRules
 from tracker.staging import cohort_columns as col
 from tracker.staging.activity import RATIO_SLACK
+from tracker.staging.assess import MODEL_VERSION
 from tracker.staging.cohort_columns import Bools, Floats, Ints, Texts, filled, iso, render, text
 from tracker.staging.cohort_records import CohortRecords
-from tracker.staging.forecast import forecast_offsets
+from tracker.staging.forecast import MIN_POINTS, forecast_offsets
 from tracker.staging.readiness import number
 from tracker.vocab import InjuryKind, Intent
 
@@ -29,10 +30,14 @@ FLAGS = (  # sorted, as a site's flags are listed
     "grade_increase",
     "new_site",
     "progression_after_treatment",
+    "recurrence",
     "rising_activity",
 )
 COLUMNS = [
     "mrn",
+    "as_of",
+    "model_version",
+    "protocol_fingerprint",
     "site",
     "side",
     "stage",
@@ -46,6 +51,7 @@ COLUMNS = [
     "forecast_date",
     "forecast_low",
     "forecast_high",
+    "forecast_passed",
 ]
 
 
@@ -58,6 +64,11 @@ class CohortSites:
         resected = records.resected > col.NO_DAY
         self.since = filled(self.size, "")  # where a site's story restarts, in words
         self.since[resected] = text(" since resection ", iso(records.resected[resected]))
+        self.resected: Bools = resected
+        # stage.scan_stage: a measurement above normal uptake shows early HO (v2)
+        normal = protocol.stage.normal_uptake_ratio
+        self.scan_ho: Bools = _above(records.scans.ratio, normal)
+        self.all_scan_ho: Bools = _above(records.all_scans.ratio, normal)
         self.status: dict[str, Texts] = {}
         self.evidence: dict[str, Texts] = {}
         self.stage_and_grades()
@@ -79,7 +90,7 @@ class CohortSites:
         f, s = self.c.findings, self.c.scans
         site = np.concatenate([f.site, s.site])
         day = np.concatenate([f.day, s.day])
-        stage = np.concatenate([f.stage, np.ones(len(s.site), dtype=np.int64)])
+        stage = np.concatenate([f.stage, self.scan_ho.astype(np.int64)])
         self.rank: Ints = col.reduce_at(np.maximum, self.size, site, stage, 0)
         self.stage: Texts = STAGES[self.rank]
         self.first_day: Ints = col.reduce_at(np.minimum, self.size, site, day, col.NEVER)
@@ -263,10 +274,13 @@ class CohortSites:
 
     def alp_normal(self) -> None:
         """readiness.alp_normal: the patient's latest alp or bone_alp result in the
-        window; on a day with several, the first elevated one, else the first judged
-        one, else the first, in canonical record order (analyte, value as text,
-        ref_high as text, unit; missing first)."""
-        c, window = self.c, self.protocol.readiness.alp_window_days
+        window, judged against its ref_high, else the protocol's default upper limit
+        for its analyte and unit (readiness.upper_limit); on a day with several, the
+        first elevated one, else the first judged one, else the first (unknown), in
+        canonical record order (analyte, value as text, ref_high as text, unit;
+        missing first)."""
+        c, rules = self.c, self.protocol.readiness
+        window = rules.alp_window_days
         labs, patient = c.labs, c.lab_patient
         day = col.days(labs["date"])
         analyte = col.Coded.of(labs["analyte"])
@@ -277,40 +291,63 @@ class CohortSites:
         ref_high = col.numbers(labs["ref_high"])[rows]
         unit = col.Coded.of(labs["unit"]).take(rows)
         analyte = analyte.take(rows)
-        judged = ~np.isnan(ref_high)
-        elevated = judged & (value > np.where(judged, ref_high, np.inf))
+        own = ~np.isnan(ref_high)
+        limit = ref_high.copy()
+        for name, unit_name, fallback in rules.default_upper_limits.items():
+            limit[~own & analyte.isin(name) & unit.isin(unit_name)] = fallback
+        judged = ~np.isnan(limit)
+        elevated = judged & (value > np.where(judged, limit, np.inf))
         preference = np.select([elevated, judged], [0, 1], 2)
         value_key = pd.factorize(render(value, repr), sort=True)[0]
-        ref_key = np.where(judged, pd.factorize(render(ref_high, repr), sort=True)[0], -1)
+        ref_key = np.where(own, pd.factorize(render(ref_high, repr), sort=True)[0], -1)
         order = np.lexsort(
             (unit.codes, ref_key, value_key, analyte.codes, preference, patient[rows])
         )
         who, first = col.first_per_group(patient[rows][order])
         chosen = order[first]
         nonempty = unit.isin(*(u for u in unit.values.tolist() if u))[chosen]
+        unit_text = unit.texts()[chosen]
         units = filled(len(chosen), "")
-        units[nonempty] = text(" ", unit.texts()[chosen][nonempty])
-        limit = filled(len(chosen), "no reference upper limit recorded")
-        shown = judged[chosen]
-        relation = np.where(elevated[chosen], "above ", "ref high ").astype(object)
-        limit[shown] = text(relation[shown], render(ref_high[chosen][shown], number))
+        units[nonempty] = text(" ", unit_text[nonempty])
+        analyte_text = analyte.texts()[chosen]
+        judged_c, own_c, up = judged[chosen], own[chosen], elevated[chosen]
+        relation = np.where(up, "above ", "at or below ").astype(object)
+        in_unit = filled(len(chosen), "without a unit")
+        in_unit[nonempty] = text("in ", unit_text[nonempty])
         words = text(
-            analyte.texts()[chosen],
+            "no reference range; the protocol has no default upper limit for ",
+            analyte_text,
+            " ",
+            in_unit,
+        )
+        mine = judged_c & own_c
+        words[mine] = text(
+            relation[mine], "its reference upper limit ", render(limit[chosen][mine], number)
+        )
+        protocols = judged_c & ~own_c
+        words[protocols] = text(
+            relation[protocols],
+            render(limit[chosen][protocols], number),
+            ", the protocol's default upper limit for ",
+            unit_text[protocols],
+        )
+        evidence_words = text(
+            analyte_text,
             " ",
             render(value[chosen], number),
             units,
             " on ",
             iso(day[rows][chosen]),
             " (",
-            limit,
+            words,
             ")",
         )
         status = filled(c.patients, "unknown")
         evidence = filled(
             c.patients, f"no alp or bone_alp result in the {window} days before as_of"
         )
-        status[who] = np.where(elevated[chosen], "unmet", "met")
-        evidence[who] = words
+        status[who] = np.select([up, judged_c], ["unmet", "met"], "unknown").astype(object)
+        evidence[who] = evidence_words
         self._criterion(CriterionName.alp_normal, status[c.patient], evidence[c.patient])
 
     def time_since_injury(self) -> None:
@@ -388,16 +425,18 @@ class CohortSites:
     def verdict(self) -> None:
         """readiness.readiness_verdict."""
         levels = self.protocol.readiness.levels
-        blocking = self.rank == 0
+        blocking = np.zeros(self.size, dtype=bool)
         missing = np.zeros(self.size, dtype=bool)
         for name in CriterionName:
             level = levels.of(name)
             if level in (Level.required, Level.required_if_known):
-                blocking = blocking | (self.status[name.value] == "unmet")
+                blocking |= self.status[name.value] == "unmet"
             if level == Level.required:
                 missing |= self.status[name.value] == "unknown"
         self.readiness: Texts = np.select(
-            [blocking, missing], ["not_ready", "insufficient_data"], "ready"
+            [self.rank == 0, blocking, missing],
+            ["not_applicable", "not_ready", "insufficient_data"],
+            "ready",
         ).astype(object)
 
     # --- model-spec section 6 ---
@@ -406,17 +445,20 @@ class CohortSites:
         """flags.site_flags."""
         c, rules = self.c, self.protocol.flags
         f, s = c.all_findings, c.all_scans
-        ho = f.stage > 0
+        ho, scan_ho = f.stage > 0, self.all_scan_ho
         patient_first = col.reduce_at(  # blind to resections (flags.patient_first_ho_date)
             np.minimum,
             c.patients,
-            np.concatenate([f.patient[ho], s.patient]),
-            np.concatenate([f.day[ho], s.day]),
+            np.concatenate([f.patient[ho], s.patient[scan_ho]]),
+            np.concatenate([f.day[ho], s.day[scan_ho]]),
             col.NEVER,
         )[c.patient]
-        seen = (self.first_ho < col.NEVER) & (patient_first < col.NEVER)
+        site_ho = self.first_ho < col.NEVER
+        seen = site_ho & (patient_first < col.NEVER)
         gap = self.first_ho - np.where(seen, patient_first, 0)
-        new_site = seen & (gap > rules.new_site_gap_days)
+        # flags.is_new_site and flags.is_recurrence: HO after a resection recurs
+        new_site = seen & (gap > rules.new_site_gap_days) & ~self.resected
+        recurrence = site_ho & self.resected
 
         e = c.findings
         brooker = ~np.isnan(e.brooker)
@@ -441,6 +483,7 @@ class CohortSites:
             "grade_increase": grade_increase,
             "new_site": new_site,
             "progression_after_treatment": progression,
+            "recurrence": recurrence,
             "rising_activity": self.activity == "rising",
         }
         names = filled(self.size, "")
@@ -456,7 +499,7 @@ class CohortSites:
         f, s = self.c.findings, self.c.scans
         site = np.concatenate([f.site, s.site])
         day = np.concatenate([f.day, s.day])
-        stage = np.concatenate([f.stage, np.ones(len(s.site), dtype=np.int64)])
+        stage = np.concatenate([f.stage, self.scan_ho.astype(np.int64)])
         if len(day):  # two runs sorted by site and day: a stable sort merges them
             order = np.argsort(site * (int(day.max()) - int(day.min()) + 1) + day, kind="stable")
             site, day, stage = site[order], day[order], stage[order]
@@ -469,13 +512,15 @@ class CohortSites:
 
     def forecast(self) -> None:
         """assess_patient's forecast: declining sites whose scan_stabilised is unmet,
-        with at least 3 ratios from the (latest) peak on, in one batched fit."""
+        with at least MIN_POINTS ratios from the (latest) peak on, in one batched fit;
+        `passed` when the forecast day is before as_of."""
         rules = self.protocol.forecast
         length = self.last - self.peak + 1
         stabilised = self.status[CriterionName.scan_stabilised.value]
         wanted = (stabilised == "unmet") & (self.activity == "declining") & (self.n > 0)
-        rows = np.flatnonzero(wanted & (length >= 3))
+        rows = np.flatnonzero(wanted & (length >= MIN_POINTS))
         self.forecast_dates = {key: filled(self.size, None) for key in ("date", "low", "high")}
+        self.forecast_passed = filled(self.size, None)
         if len(rows) == 0:
             return
         offsets = np.arange(int(length[rows].max()))
@@ -491,6 +536,7 @@ class CohortSites:
         )
         for key, value in zip(("date", "low", "high"), offset, strict=True):
             self.forecast_dates[key][rows[found]] = iso(peak_day[found] + value[found])
+        self.forecast_passed[rows[found]] = peak_day[found] + offset[0][found] < self.today
 
     # --- output ---
 
@@ -501,6 +547,9 @@ class CohortSites:
         brooker[missing] = pd.NA
         columns: dict[str, Any] = {
             "mrn": c.mrns[c.patient],
+            "as_of": filled(self.size, iso(np.array([self.today]))[0]),
+            "model_version": np.full(self.size, MODEL_VERSION, dtype=np.int64),
+            "protocol_fingerprint": filled(self.size, self.protocol.fingerprint),
             "site": c.site,
             "side": c.side,
             "stage": self.stage,
@@ -517,7 +566,13 @@ class CohortSites:
         columns["flags"] = self.flag_names
         for key in ("date", "low", "high"):
             columns[f"forecast_{key}"] = self.forecast_dates[key]
-        dtypes = {"brooker": "Int64", "latest_ratio": "float64"}
+        columns["forecast_passed"] = self.forecast_passed
+        dtypes = {
+            "brooker": "Int64",
+            "latest_ratio": "float64",
+            "model_version": "int64",
+            "forecast_passed": "boolean",
+        }
         return pd.DataFrame(
             {name: pd.Series(columns[name], dtype=dtypes.get(name, object)) for name in COLUMNS}
         )

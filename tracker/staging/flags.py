@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from enum import StrEnum
 
-from tracker.protocol import FlagRules
+from tracker.protocol import FlagRules, StageRules
 from tracker.staging.activity import Activity
 from tracker.staging.records import BoneScan, Course, Finding, Injury, PatientRecords, SiteEvidence
 from tracker.staging.stage import Stage, dated_stages, della_valle_rank, evidence_stage
@@ -18,32 +18,46 @@ class Flag(StrEnum):
     grade_increase = "grade_increase"
     new_site = "new_site"
     progression_after_treatment = "progression_after_treatment"
+    recurrence = "recurrence"
     rising_activity = "rising_activity"
 
 
-def first_ho_date(records: Iterable[Finding | BoneScan]) -> date | None:
+def first_ho_date(records: Iterable[Finding | BoneScan], rules: StageRules) -> date | None:
     """The first date any of these records shows HO (stage early or beyond)."""
-    dates = [r.date for r in records if evidence_stage(r) != Stage.none]
+    dates = [r.date for r in records if evidence_stage(r, rules) != Stage.none]
     return min(dates) if dates else None
 
 
-def patient_first_ho_date(records: PatientRecords) -> date | None:
+def patient_first_ho_date(records: PatientRecords, rules: StageRules) -> date | None:
     """The patient's first HO evidence at any site, in records cut at as_of.
 
     Deliberately blind to resections: a site resected long ago still dates the
     patient's first HO, so a site appearing later is recognised as new.
     """
-    return first_ho_date([*records.findings, *records.bone_scans])
+    return first_ho_date([*records.findings, *records.bone_scans], rules)
 
 
-def site_first_ho_date(evidence: SiteEvidence) -> date | None:
-    return first_ho_date([*evidence.findings, *evidence.bone_scans])
+def site_first_ho_date(evidence: SiteEvidence, rules: StageRules) -> date | None:
+    return first_ho_date([*evidence.findings, *evidence.bone_scans], rules)
 
 
-def is_new_site(site_first: date | None, patient_first: date | None, rules: FlagRules) -> bool:
-    if site_first is None or patient_first is None:
+def is_new_site(
+    site_first: date | None,
+    patient_first: date | None,
+    resected_on: date | None,
+    rules: FlagRules,
+) -> bool:
+    """The site's first HO evidence came more than the gap after the patient's first,
+    and the site was never resected (by as_of): HO after a resection is a recurrence."""
+    if site_first is None or patient_first is None or resected_on is not None:
         return False
     return (site_first - patient_first).days > rules.new_site_gap_days
+
+
+def is_recurrence(site_first: date | None, resected_on: date | None) -> bool:
+    """HO evidence at the site after its latest resection (its evidence is only what
+    follows that resection, model-spec section 3)."""
+    return site_first is not None and resected_on is not None and site_first > resected_on
 
 
 def grade_increase_dates(evidence: SiteEvidence) -> list[date]:
@@ -61,11 +75,11 @@ def grade_increase_dates(evidence: SiteEvidence) -> list[date]:
     return sorted(increases)
 
 
-def stage_advance_dates(evidence: SiteEvidence) -> list[date]:
+def stage_advance_dates(evidence: SiteEvidence, rules: StageRules) -> list[date]:
     """Dates on which the site moves from early or mineralising to a later stage."""
     advances: list[date] = []
     reached = Stage.none
-    stages = dated_stages(evidence)
+    stages = dated_stages(evidence, rules)
     for day in sorted({day for day, _ in stages}):
         today = max((s for d, s in stages if d == day), key=lambda s: s.rank)
         if reached in (Stage.early, Stage.mineralising) and today.rank > reached.rank:
@@ -97,14 +111,17 @@ def site_flags(
     injuries: Sequence[Injury],
     courses: Sequence[Course],
     rules: FlagRules,
+    stage_rules: StageRules,
 ) -> tuple[str, ...]:
     """The site's flags, sorted. Injuries and courses are the patient's, cut at as_of."""
     flags: set[Flag] = set()
-    site_first = site_first_ho_date(evidence)
-    new_site = is_new_site(site_first, patient_first, rules)
+    site_first = site_first_ho_date(evidence, stage_rules)
+    new_site = is_new_site(site_first, patient_first, evidence.resected_on, rules)
     increases = grade_increase_dates(evidence)
     if new_site:
         flags.add(Flag.new_site)
+    if is_recurrence(site_first, evidence.resected_on):
+        flags.add(Flag.recurrence)
     if increases:
         flags.add(Flag.grade_increase)
     if activity == Activity.rising:
@@ -112,7 +129,7 @@ def site_flags(
     if any(i.kind == InjuryKind.fop for i in injuries):
         flags.add(Flag.genetic_ho)
 
-    progression = increases + stage_advance_dates(evidence)
+    progression = increases + stage_advance_dates(evidence, stage_rules)
     if new_site and site_first is not None:
         progression.append(site_first)
     for start, last in treatment_windows(courses, rules):

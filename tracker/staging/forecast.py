@@ -46,7 +46,7 @@ _LOG_K_STEP = float(_LOG_K_GRID[1] - _LOG_K_GRID[0])
 _COARSE = 8
 _COARSE_INDEX = np.arange(0, K_GRID.size, _COARSE)
 _FINE_OFFSETS = np.arange(-_COARSE + 1, _COARSE)
-MIN_POINTS = 3
+MIN_POINTS = 4  # delayed-phase ratios from the peak onward (model-spec section 7, v2)
 _DAY_SLACK = 1e-9  # a crossing computed as 41.999999999 days is day 42, not 43
 _FAR_DAYS = 1e12  # further than any horizon (ForecastRules allows 100 years)
 _CHUNK_VALUES = 200_000  # values per (sites x samples x grid) array: cache-sized chunks
@@ -54,11 +54,16 @@ _CHUNK_VALUES = 200_000  # values per (sites x samples x grid) array: cache-size
 
 @dataclass(frozen=True, slots=True)
 class Forecast:
-    """The forecast day and its interval (low <= date <= high)."""
+    """The forecast day and its interval (low <= date <= high, low < high).
+
+    `passed` is true when the day is before as_of: the curve says the site should
+    have stabilised already, so it needs a new scan (and is not "stabilising soon").
+    """
 
     date: datetime.date
     low: datetime.date
     high: datetime.date
+    passed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,7 @@ class CurveFits:
 
 
 def recovery_series(series: Sequence[DailyRatio], rules: ReadinessRules) -> RecoverySeries | None:
-    """The ratios from the (latest) peak onward, or None with fewer than 3 of them."""
+    """The ratios from the (latest) peak onward, or None with fewer than MIN_POINTS."""
     if not series:
         return None
     ratios = [point.ratio for point in series]
@@ -280,16 +285,21 @@ def forecast_recoveries(
     horizon = add_months(as_of, 12 * rules.horizon_years)
     limits = np.array([(horizon - s.peak_date).days for s in series], dtype=np.int64)
     found, centre, low, high = forecast_offsets(days, ratios, mask, thresholds, limits, rules)
-    return [
-        Forecast(
-            date=s.peak_date + timedelta(days=int(centre[row])),
-            low=s.peak_date + timedelta(days=int(low[row])),
-            high=s.peak_date + timedelta(days=int(high[row])),
+    forecasts: list[Forecast | None] = []
+    for row, s in enumerate(series):
+        if not found[row]:
+            forecasts.append(None)
+            continue
+        when = s.peak_date + timedelta(days=int(centre[row]))
+        forecasts.append(
+            Forecast(
+                date=when,
+                low=s.peak_date + timedelta(days=int(low[row])),
+                high=s.peak_date + timedelta(days=int(high[row])),
+                passed=when < as_of,
+            )
         )
-        if found[row]
-        else None
-        for row, s in enumerate(series)
-    ]
+    return forecasts
 
 
 def forecast_offsets(
@@ -307,7 +317,9 @@ def forecast_offsets(
     left-aligned);
     thresholds: (S,) Kim thresholds, NaN where none applies; limits: (S,) the last day
     from the peak a forecast may fall on (the horizon). Returns found (S,) and centre,
-    low, high (S,), which are 0 where nothing was found. Sites are fitted in chunks of
+    low, high (S,), which are 0 where nothing was found: no crossing, a crossing beyond
+    the horizon, or an interval of zero width (the resampling gave no spread, v2), so
+    that low <= centre <= high and low < high wherever found. Sites are fitted in chunks of
     similar length, which bounds memory (sites x bootstrap_samples x grid) and changes
     no answer (see the module docstring).
     """
@@ -324,9 +336,9 @@ def forecast_offsets(
         )
     finite = np.isfinite(point)
     centre = _whole_days(np.where(finite, point, 0.0))
-    found = finite & (centre <= limits)
     low = _whole_days(np.minimum(boot_low, np.where(finite, point, 0.0)))
     high = _whole_days(np.minimum(np.maximum(boot_high, point), limits.astype(np.float64)))
+    found = finite & (centre <= limits) & (low < high)
     zero = np.zeros(sites, dtype=np.int64)
     return (
         found,

@@ -29,6 +29,7 @@ class Readiness(StrEnum):
     ready = "ready"
     not_ready = "not_ready"
     insufficient_data = "insufficient_data"
+    not_applicable = "not_applicable"  # stage none: there is no lesion to resect (v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +141,23 @@ def scan_stabilised(
     return Status.unmet, f"{trend}; {kim}; {activity.value}, not plateau"
 
 
+def upper_limit(lab: Lab, rules: ReadinessRules) -> tuple[float | None, bool]:
+    """A result's upper limit and whether it is the lab's own: its ref_high, else the
+    protocol's default upper limit for its analyte and unit (v2), else None."""
+    if lab.ref_high is not None:
+        return float(lab.ref_high), True
+    return rules.default_upper_limits.of(lab.analyte, lab.unit), False
+
+
 def alp_normal(labs: Sequence[Lab], as_of: date, rules: ReadinessRules) -> tuple[Status, str]:
     """The patient's latest alp or bone_alp result within the window decides.
 
-    Two results on that latest day (say alp and bone_alp) are read together: any
-    elevated one makes the criterion unmet. As model-spec section 5 is written, a
-    result without a reference upper limit is not "above ref_high", so it is met;
-    the evidence says that no limit was recorded.
+    Its upper limit is its own ref_high, else the protocol's default for its analyte
+    and unit, else it cannot be judged (unknown: "no reference range"). Two results on
+    that latest day (say alp and bone_alp) are read together: any elevated one makes
+    the criterion unmet, else any judged one makes it met, else it is unknown; among
+    several, the first in canonical record order speaks. The evidence names the limit
+    and where it came from.
     """
     window = rules.alp_window_days
     recent = [
@@ -157,23 +168,33 @@ def alp_normal(labs: Sequence[Lab], as_of: date, rules: ReadinessRules) -> tuple
     if not recent:
         return Status.unknown, f"no alp or bone_alp result in the {window} days before as_of"
     latest_day = max(lab.date for lab in recent)
-    latest = [lab for lab in recent if lab.date == latest_day]
-    elevated = [lab for lab in latest if lab.ref_high is not None and lab.value > lab.ref_high]
-    judged = [lab for lab in latest if lab.ref_high is not None]
+    latest = [(lab, *upper_limit(lab, rules)) for lab in recent if lab.date == latest_day]
+    elevated = [
+        (lab, limit, own) for lab, limit, own in latest if limit is not None and lab.value > limit
+    ]
+    judged = [(lab, limit, own) for lab, limit, own in latest if limit is not None]
     if elevated:
-        return Status.unmet, _lab_text(elevated[0], "above")
+        return Status.unmet, _lab_text(*elevated[0], above=True)
     if judged:
-        return Status.met, _lab_text(judged[0], "ref high")
-    return Status.met, _lab_text(latest[0], "")
+        return Status.met, _lab_text(*judged[0], above=False)
+    return Status.unknown, _lab_text(latest[0][0], None, False, above=False)
 
 
-def _lab_text(lab: Lab, relation: str) -> str:
+def _lab_text(lab: Lab, limit: float | None, own: bool, *, above: bool) -> str:
     unit = f" {lab.unit}" if lab.unit else ""
-    if lab.ref_high is None:
-        limit = "no reference upper limit recorded"
+    if limit is None:
+        in_unit = f"in {lab.unit}" if lab.unit else "without a unit"
+        words = (
+            f"no reference range; the protocol has no default upper limit for "
+            f"{lab.analyte} {in_unit}"
+        )
     else:
-        limit = f"{relation} {number(lab.ref_high)}"
-    return f"{lab.analyte} {number(lab.value)}{unit} on {lab.date.isoformat()} ({limit})"
+        relation = "above" if above else "at or below"
+        if own:
+            words = f"{relation} its reference upper limit {number(limit)}"
+        else:
+            words = f"{relation} {number(limit)}, the protocol's default upper limit for {lab.unit}"
+    return f"{lab.analyte} {number(lab.value)}{unit} on {lab.date.isoformat()} ({words})"
 
 
 def time_since_injury(
@@ -276,10 +297,11 @@ def site_criteria(
 
 
 def readiness_verdict(stage: Stage, criteria: Sequence[Criterion]) -> Readiness:
-    """not_ready on any unmet required(-if-known) criterion or at stage none;
-    else insufficient_data on any unknown required criterion; else ready."""
+    """not_applicable at stage none (no lesion to resect; v2); else not_ready on any
+    unmet required(-if-known) criterion; else insufficient_data on any unknown
+    required criterion; else ready."""
     if stage == Stage.none:
-        return Readiness.not_ready
+        return Readiness.not_applicable
     gating = (Level.required, Level.required_if_known)
     if any(c.status == Status.unmet and c.level in gating for c in criteria):
         return Readiness.not_ready

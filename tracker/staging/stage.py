@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from tracker.protocol import StageRules
+from tracker.staging.activity import above
 from tracker.staging.records import BoneScan, Finding, SiteEvidence
 from tracker.vocab import (
     CORTEX_MODALITIES,
@@ -51,26 +53,43 @@ def finding_stage(finding: Finding) -> Stage:
     return Stage.none
 
 
-def evidence_stage(record: Finding | BoneScan) -> Stage:
-    """A bone-scan measurement at a site shows early HO there."""
-    return Stage.early if isinstance(record, BoneScan) else finding_stage(record)
+def scan_stage(scan: BoneScan, rules: StageRules) -> Stage:
+    """Model-spec section 3 (v2): a bone-scan measurement (any phase) shows early HO
+    when its ratio is above `normal_uptake_ratio`, and none at or below it (normal
+    bone uptake: teams record the unaffected side for comparison). "At" allows
+    floating-point noise (`activity.RATIO_SLACK`), so a recorded 1.2 is at 1.2.
+
+    A measurement without a ratio (neither a ratio nor counts recorded) shows none:
+    the spec makes a measurement early only when its ratio is above normal uptake,
+    and nothing here shows uptake above normal. It still makes the site appear
+    (section 8) but dates no HO evidence."""
+    if scan.ratio is not None and above(float(scan.ratio), rules.normal_uptake_ratio):
+        return Stage.early
+    return Stage.none
+
+
+def evidence_stage(record: Finding | BoneScan, rules: StageRules) -> Stage:
+    """The stage one piece of evidence shows (a finding, or a bone-scan measurement)."""
+    return scan_stage(record, rules) if isinstance(record, BoneScan) else finding_stage(record)
 
 
 def most_advanced(stages: Iterable[Stage]) -> Stage:
     return max(stages, key=lambda stage: stage.rank, default=Stage.none)
 
 
-def site_stage(evidence: SiteEvidence) -> Stage:
+def site_stage(evidence: SiteEvidence, rules: StageRules) -> Stage:
     """The most advanced stage any evidence shows: lesions do not un-mature, and a
     later modality that cannot see the cortex does not demote the site."""
     records: list[Finding | BoneScan] = [*evidence.findings, *evidence.bone_scans]
-    return most_advanced(evidence_stage(record) for record in records)
+    return most_advanced(evidence_stage(record, rules) for record in records)
 
 
-def dated_stages(evidence: SiteEvidence) -> list[tuple[date, Stage]]:
+def dated_stages(evidence: SiteEvidence, rules: StageRules) -> list[tuple[date, Stage]]:
     """The stage shown by each piece of evidence, in date order."""
     records: list[Finding | BoneScan] = [*evidence.findings, *evidence.bone_scans]
-    return sorted(((r.date, evidence_stage(r)) for r in records), key=lambda p: (p[0], p[1].rank))
+    return sorted(
+        ((r.date, evidence_stage(r, rules)) for r in records), key=lambda p: (p[0], p[1].rank)
+    )
 
 
 def della_valle_rank(grade: str) -> int:

@@ -15,6 +15,7 @@ from datetime import date
 
 import numpy as np
 
+from tracker.protocol import StageRules
 from tracker.staging.forecast import RecoverySeries, fit_recovery_curves
 from tracker.staging.records import PatientRecords, SiteEvidence, SiteKey, site_evidence
 from tracker.staging.stage import Stage, dated_stages
@@ -53,7 +54,7 @@ def fitted_curve(series: RecoverySeries) -> FittedCurve | None:
     return FittedCurve(peak_date=series.peak_date, a=a, b=b, k=k, threshold=series.threshold)
 
 
-def stage_onsets(evidence: SiteEvidence) -> tuple[tuple[Stage, date], ...]:
+def stage_onsets(evidence: SiteEvidence, rules: StageRules) -> tuple[tuple[Stage, date], ...]:
     """The day the site first showed each stage beyond none, in order of stage.
 
     A stage reached without the one below it ever being shown (a first radiograph that
@@ -62,7 +63,7 @@ def stage_onsets(evidence: SiteEvidence) -> tuple[tuple[Stage, date], ...]:
     """
     onsets: list[tuple[Stage, date]] = []
     reached = Stage.none
-    for day, stage in dated_stages(evidence):
+    for day, stage in dated_stages(evidence, rules):
         if stage.rank > reached.rank:
             onsets.append((stage, day))
             reached = stage
