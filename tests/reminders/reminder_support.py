@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import logging
 import random
 import socket
 import threading
@@ -190,8 +191,10 @@ def lite(tmp_path: Path) -> Any:
 
 
 def add_patient(engine: Engine, mrn: str, team: str | None = "ward7", **records: Any) -> None:
-    """A patient with records given as lists of dicts per table (injury, treatment_course,
-    procedure, finding=(date, modality, site, side, ho, extra...))."""
+    """A patient with records given as lists of dicts per table: injuries (kind, d),
+    courses (agent, intent, start, end), findings (date, modality, site, side, ho,
+    extra...), procedures (kind, date, site, side), bone_scans (date, site, side,
+    phase, ratio)."""
     with engine.begin() as conn:
         if (
             team is not None
@@ -219,6 +222,34 @@ def add_patient(engine: Engine, mrn: str, team: str | None = "ward7", **records:
             )
         for row in records.get("findings", []):
             add_finding(conn, pid, **row)
+        for row in records.get("procedures", []):
+            add_procedure(conn, pid, **row)
+        for row in records.get("bone_scans", []):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO bone_scan_measurement (patient_id, date, site, side, phase, "
+                    "ratio) VALUES (:p, :date, :site, :side, :phase, :ratio)"
+                ),
+                {"p": pid, "site": "hip", "side": "right", "phase": "delayed", **row},
+            )
+
+
+def add_procedure(conn: sa.Connection, pid: int, *, date: str, site: str = "hip",
+                  side: str = "right", kind: str = "resection") -> None:  # fmt: skip
+    conn.execute(
+        sa.text(
+            "INSERT INTO procedure (patient_id, kind, date, site, side) "
+            "VALUES (:p, :kind, :d, :site, :side)"
+        ),
+        {"p": pid, "kind": kind, "d": date, "site": site, "side": side},
+    )
+
+
+def patient_id(engine: Engine, mrn: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(sa.text("SELECT id FROM patient WHERE mrn = :m"), {"m": mrn}).scalar_one()
+        )
 
 
 def add_finding(conn: sa.Connection, pid: int, *, date: str, modality: str, site: str = "hip",
@@ -252,6 +283,29 @@ def reminders(engine: Engine) -> list[dict[str, Any]]:
         if isinstance(row["due"], str):
             row["due"] = date_type.fromisoformat(row["due"])
     return out
+
+
+class JobErrors(logging.Handler):
+    """Every error the reminder jobs log. A scheduled job logs its failure instead of
+    raising it (`jobs._guarded`, so the next run tries again), so APScheduler's events
+    never carry an exception: a test of a job run asserts on this instead."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {record.exc_info[1]!r}"
+        self.errors.append(text)
+
+    def __enter__(self) -> JobErrors:
+        logging.getLogger("tracker.reminders").addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        logging.getLogger("tracker.reminders").removeHandler(self)
 
 
 class FakeClock:

@@ -33,18 +33,27 @@ def test_plan_list_and_acknowledge_from_the_command_line(
     assert run([*db, "reminders", "plan", "--as-of", "2026-11-01"]) == 0
     assert "0 reminders were created" in capsys.readouterr().out
 
+    # the demo's history is years old on this day: its past reminders are lapsed, shown
+    # in the patient's history and not on the worklist, and cannot be acknowledged
     assert run([*db, "reminders", "list", "--mrn", "H-READY", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
     assert items and {"rule", "site", "side", "due", "status"} <= set(items[0])
     review = next(i for i in items if i["rule"] == "readiness_review")
-    assert (review["site"], review["side"], review["status"]) == ("hip", "left", "due")
+    assert (review["site"], review["side"], review["status"]) == ("hip", "left", "lapsed")
     assert len(review["due"]) == 10 and review["due"][4] == "-"
+    assert run([*db, "reminders", "list", "--json"]) == 0
+    worklist = json.loads(capsys.readouterr().out)
+    assert worklist and {i["status"] for i in worklist} == {"due"}
+    assert review["id"] not in {i["id"] for i in worklist}
+    assert run([*db, "reminders", "ack", str(review["id"])]) == 2
+    assert "is lapsed" in capsys.readouterr().err
 
-    assert run([*db, "reminders", "ack", str(review["id"])]) == 0
+    radiograph = next(i for i in worklist if i["mrn"] == "H-MINERAL")
+    assert run([*db, "reminders", "ack", str(radiograph["id"])]) == 0
     assert "acknowledged (was due)" in capsys.readouterr().out
     assert run([*db, "reminders", "list", "--status", "acknowledged", "--json"]) == 0
-    assert [i["id"] for i in json.loads(capsys.readouterr().out)] == [review["id"]]
-    assert run([*db, "reminders", "ack", str(review["id"])]) == 2
+    assert [i["id"] for i in json.loads(capsys.readouterr().out)] == [radiograph["id"]]
+    assert run([*db, "reminders", "ack", str(radiograph["id"])]) == 2
     assert "already acknowledged" in capsys.readouterr().err
     assert run([*db, "reminders", "ack", "999999"]) == 2
     assert "There is no reminder 999999" in capsys.readouterr().err

@@ -17,14 +17,16 @@ from tests.conftest import write_csv
 from tests.reminders.reminder_support import (  # noqa: F401  (fixtures)
     add_finding,
     add_patient,
+    add_procedure,
     any_engine,
     lite,
+    patient_id,
     reminders,
 )
 from tracker.errors import NotFound
 from tracker.interchange.csv_import import import_folder
 from tracker.protocol import AcknowledgedRule, Protocol, ReminderRules
-from tracker.reminders.planner import plan
+from tracker.reminders.planner import plan, plan_patient
 from tracker.reminders.rules import for_patient
 from tracker.services.teams import add_team, list_teams, set_patient_team
 from tracker.store.loaders import patient_records
@@ -78,6 +80,29 @@ def test_database_refuses_a_second_copy_of_a_natural_key(any_engine: Engine) -> 
         conn.execute(insert, values)
     with pytest.raises(sa.exc.IntegrityError), any_engine.begin() as conn:
         conn.execute(insert, values)
+
+
+def test_both_hips_resected_the_same_day_each_get_their_follow_up(any_engine: Engine) -> None:
+    """Two sites share a rule and a due date: the natural key must keep the site, or
+    the hip recorded second looks planned already and never gets its reminders."""
+    add_patient(any_engine, "A001", procedures=[{"date": "2025-01-10", "side": "right"}])
+    plan(engine=any_engine, as_of=date(2025, 1, 12), protocol=PROTOCOL)
+    with any_engine.begin() as conn:  # the left hip, operated on the same day, recorded later
+        add_procedure(conn, patient_id(any_engine, "A001"), date="2025-01-10", side="left")
+    second = plan(engine=any_engine, as_of=date(2025, 1, 13), protocol=PROTOCOL)
+    assert sorted(zip(second.created["rule"], second.created["side"], strict=True)) == [
+        ("post_resection_prophylaxis", "left"), ("recurrence_radiograph", "left"),
+    ]  # fmt: skip
+    planned = {(r["rule"], r["site"], r["side"], r["due"]) for r in reminders(any_engine)}
+    assert planned == {
+        (rule, "hip", side, due)
+        for side in ("left", "right")
+        for rule, due in (
+            ("post_resection_prophylaxis", date(2025, 1, 10)),
+            ("recurrence_radiograph", date(2025, 2, 21)),  # day 42; day 91 is past the horizon
+        )
+    }
+    assert plan(engine=any_engine, as_of=date(2025, 1, 13), protocol=PROTOCOL).rows_written == 0
 
 
 def test_two_planners_at_once_still_store_each_reminder_once(any_engine: Engine) -> None:
@@ -196,6 +221,56 @@ def test_cohort_planning_agrees_with_planning_each_patient_alone(lite: Engine) -
         "hip_ultrasound_screen", "monitoring_radiograph", "maturity_bone_scan", "course_review",
         "readiness_review", "recurrence_radiograph",
     }  # fmt: skip
+
+
+def test_planning_each_patient_alone_stores_what_the_cohort_plan_stores(lite: Engine) -> None:
+    """`plan_patient` is the cohort plan restricted to one patient: the same rows with
+    the same statuses (lapsed ones included), and a second pass changes nothing."""
+    import_folder(lite, DEMO)
+    as_of = date(2026, 11, 1)
+    plan(engine=lite, as_of=as_of, protocol=PROTOCOL)
+
+    def snapshot() -> set[tuple[object, ...]]:
+        with lite.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT p.mrn, r.rule, r.site, r.side, r.due, r.status, r.detail "
+                    "FROM reminder r JOIN patient p ON p.id = r.patient_id"
+                )
+            ).all()
+        return {tuple(row) for row in rows}
+
+    cohort = snapshot()
+    assert {row[5] for row in cohort} >= {"lapsed", "due", "pending"}
+    with lite.begin() as conn:
+        conn.execute(sa.text("DELETE FROM reminder"))
+        mrns = list(conn.execute(sa.text("SELECT mrn FROM patient ORDER BY mrn")).scalars())
+    for mrn in mrns:
+        plan_patient(engine=lite, mrn=mrn, as_of=as_of, protocol=PROTOCOL)
+    assert snapshot() == cohort
+    again = [plan_patient(engine=lite, mrn=m, as_of=as_of, protocol=PROTOCOL) for m in mrns]
+    assert sum(result.rows_written for result in again) == 0
+    with pytest.raises(NotFound, match="No patient with mrn 'NOBODY'"):
+        plan_patient(engine=lite, mrn="NOBODY", as_of=as_of, protocol=PROTOCOL)
+
+
+def test_planning_one_patient_leaves_the_other_patients_rows_alone(lite: Engine) -> None:
+    sci_patient(lite, "A001")
+    sci_patient(lite, "B001")
+    plan_patient(engine=lite, mrn="A001", as_of=date(2025, 2, 1), protocol=PROTOCOL)
+    with lite.connect() as conn:
+        owners = set(
+            conn.execute(
+                sa.text("SELECT p.mrn FROM reminder r JOIN patient p ON p.id = r.patient_id")
+            ).scalars()
+        )
+    assert owners == {"A001"}
+    assert (
+        plan(engine=lite, as_of=date(2025, 2, 1), protocol=PROTOCOL, mrn="B001")
+        .created["mrn"]
+        .tolist()
+        == ["B001"] * 5
+    )
 
 
 def test_csv_import_adds_teams_without_an_address_and_the_cli_services_set_them(

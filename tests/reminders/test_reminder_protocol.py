@@ -37,7 +37,13 @@ def test_default_file_holds_the_spec_section_9_numbers() -> None:
     assert rules.recurrence_radiograph.days == (42, 91, 182, 365)
     assert rules.escalation_grace_days == 14
     assert rules.horizon_days == 60
+    assert rules.lapse_after_days == 30  # v2: longer past than this when first planned
     assert (rules.time_zone, rules.send_hour) == ("Europe/London", 8)
+
+
+def test_clinic_sets_how_long_past_a_reminder_may_be_before_it_lapses(tmp_path: Path) -> None:
+    assert load(tmp_path, "[reminders]\nlapse_after_days = 90\n").reminders.lapse_after_days == 90
+    assert load(tmp_path, "[reminders]\nlapse_after_days = 0\n").reminders.lapse_after_days == 0
 
 
 def test_clinic_changes_its_time_zone_send_hour_and_one_interval(tmp_path: Path) -> None:
@@ -65,6 +71,12 @@ def test_clinic_changes_its_time_zone_send_hour_and_one_interval(tmp_path: Path)
             "reminders.monitoring_radiograph.after_days must be a positive whole number",
         ),
         ("[reminders]\nescalation_grace_days = -14", "reminders.escalation_grace_days must be"),
+        (
+            "[reminders]\nlapse_after_days = -30",
+            "reminders.lapse_after_days must be a whole number of days, zero or more",
+        ),
+        ('[reminders]\nlapse_after_days = "30"', "reminders.lapse_after_days must be"),
+        ("[reminders]\nlapse_after_days = 99999", "reminders.lapse_after_days must be at most"),
         ("[reminders.dexa_scan]\nafter_days = 30", "[reminders.dexa_scan] is not a reminder rule"),
         (
             '[reminders]\ntime_zone = "Mars/Olympus_Mons"',

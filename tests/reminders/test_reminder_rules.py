@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import date, timedelta
 
 import pandas as pd
 
 from tests.staging.builders import Timeline, day, mature_hip
-from tracker.protocol import AfterDaysRule, Protocol, ReminderRules
-from tracker.reminders import rules
+from tracker.protocol import AfterDaysRule, Level, Protocol, ReminderRules
+from tracker.reminders import planner, rules
 from tracker.reminders.rules import WantedReminder, for_patient
+from tracker.staging.cohort_records import cohort_frames
 
 DEFAULTS = Protocol()
 
@@ -289,7 +290,158 @@ def test_protocol_numbers_move_due_dates_and_a_switched_off_rule_wants_nothing()
     assert of_rule(early, "2025-03-05", "monitoring_radiograph", off) == []
 
 
+def cohort_wanted(
+    patients: list[Timeline], as_of: str, protocol: Protocol = DEFAULTS
+) -> dict[str, list[WantedReminder]]:
+    """The reminders the cohort path wants (the planner's: the cohort frames, the cohort
+    staging with the day each site became ready), by patient."""
+    frames = cohort_frames([p.records() for p in patients])
+    by_name = {f.name: getattr(frames, f.name) for f in fields(frames)}
+    staged = planner.cohort_sites(frames, day(as_of), protocol)
+    inputs = replace(planner.record_inputs(by_name), sites=staged)
+    frame = rules.wanted(inputs, day(as_of), protocol)
+    out: dict[str, list[WantedReminder]] = {}
+    for row in frame.to_dict("records"):  # in natural-key order, as for_patient gives them
+        out.setdefault(row["mrn"], []).append(
+            WantedReminder(
+                row["rule"], row["site"], row["side"], rules.from_day_number(row["due"]),
+                row["detail"],
+            )
+        )  # fmt: skip
+    return out
+
+
+def busy_patient() -> Timeline:
+    """A patient who calls for most rules at once: a ready right hip, a mineralising
+    left knee, an early left elbow, a resected left hip, a course that ended."""
+    return (
+        mature_hip("A002")
+        .radiograph("2025-02-01", "knee", "left", calcification="peripheral")
+        .ultrasound("2025-05-01", "elbow", "left", ho="present")
+        .radiograph("2025-01-05", "hip", "left", cortex="well_defined", brooker=3)
+        .resection("2025-04-01", "hip", "left")
+        .course("2025-04-01", "2025-05-01", agent="indomethacin", intent="treatment")
+    )
+
+
 def test_one_patient_and_the_cohort_frames_give_the_same_reminders() -> None:
-    """`for_patient` is the cohort code on one patient: a second patient changes nothing."""
-    one = wanted(sci().ultrasound("2025-03-01", ho="present"), "2025-06-01")
-    assert one and all(w.detail for w in one)
+    """`for_patient` (one patient's assessment) and the planner's cohort path want the
+    same reminders, words included, and other patients in the run change nothing."""
+    patient = busy_patient()
+    one = wanted(patient, "2025-06-15")
+    assert {w.rule for w in one} >= {
+        "readiness_review", "monitoring_radiograph", "maturity_bone_scan",
+        "recurrence_radiograph", "post_course_radiograph", "course_review",
+    }  # fmt: skip
+    assert all(w.detail for w in one)
+    # an early hip found on ultrasound stops screening: the HO evidence both paths read
+    screened = Timeline("A003").injury("spinal_cord_injury", "2025-03-01")
+    found = screened.ultrasound("2025-04-10", ho="present")
+    run = [patient, found, mature_hip("A004")]
+    by_patient = cohort_wanted(run, "2025-06-15")
+    for timeline in run:
+        alone = wanted(timeline, "2025-06-15")
+        assert alone and by_patient[timeline.mrn] == alone, timeline.mrn
+    assert of_rule(found, "2025-06-15", "hip_ultrasound_screen") == []
+    assert cohort_wanted([patient], "2025-06-15")["A002"] == one
+
+
+# --- model v2: genetic HO and the unaffected side ---------------------------------------
+
+
+def fop_hip(on: str = "2020-06-01") -> Timeline:
+    """A mineralising right hip, not ready: the site a maturity scan would time."""
+    return (
+        Timeline()
+        .injury("fop", on)
+        .radiograph("2025-03-10", calcification="peripheral")
+        .delayed_scans(("2025-03-20", 6.0), ("2025-05-01", 5.5))
+    )
+
+
+def test_fop_patient_gets_no_maturity_bone_scan() -> None:
+    assert of_rule(fop_hip(), "2025-06-01", "maturity_bone_scan") == []
+    assert of_rule(fop_hip(), "2025-06-01", "monitoring_radiograph") == ["2025-04-21"]
+    # the same hip after another injury is timed for resection
+    other = Timeline().injury("burn", "2020-06-01")
+    other.findings, other.bone_scans = fop_hip().findings, fop_hip().bone_scans
+    assert of_rule(other, "2025-06-01", "maturity_bone_scan") == ["2025-07-30"]
+    # fop recorded after as_of does not count yet (model-spec section 3)
+    later = fop_hip(on="2025-07-01")
+    later.injuries.insert(0, other.injuries[0])
+    assert of_rule(later, "2025-06-01", "maturity_bone_scan") == ["2025-07-30"]
+    assert cohort_wanted([fop_hip(), other], "2025-06-01").get("A001") == wanted(
+        fop_hip(), "2025-06-01"
+    )
+
+
+def advisory_genetic_ho() -> Protocol:
+    """A protocol in which fop does not make a site not ready (not_genetic_ho advisory),
+    so only the v2 reminder rule keeps a readiness review from an fop patient."""
+    levels = replace(DEFAULTS.readiness.levels, not_genetic_ho=Level.advisory)
+    return replace(DEFAULTS, readiness=replace(DEFAULTS.readiness, levels=levels))
+
+
+def test_fop_patient_gets_no_readiness_review() -> None:
+    protocol = advisory_genetic_ho()
+    fop = mature_hip().injury("fop", "2023-01-10")
+    assert of_rule(mature_hip(), "2025-06-15", "readiness_review", protocol) == ["2025-05-20"]
+    [site] = rules.patient_inputs(fop.records(), day("2025-06-15"), protocol).sites.to_dict(
+        "records"
+    )
+    assert site["readiness"] == "ready"  # ready by this protocol's levels, and yet
+    assert of_rule(fop, "2025-06-15", "readiness_review", protocol) == []
+    assert of_rule(fop, "2025-06-15", "maturity_bone_scan", protocol) == []
+    cohort = cohort_wanted([fop, mature_hip("A002")], "2025-06-15", protocol)
+    assert "readiness_review" not in {w.rule for w in cohort.get("A001", [])}
+    assert "readiness_review" in {w.rule for w in cohort["A002"]}
+
+
+def contralateral(ratio: float) -> Timeline:
+    """Right hip HO-free so far, the left (unaffected) hip scanned for comparison:
+    delayed ratio `ratio`, with a radiograph showing no HO on the same day."""
+    return (
+        sci("2025-01-01")
+        .delayed_scan("2025-02-10", ratio, "hip", "left")
+        .radiograph("2025-02-10", "hip", "left", ho="absent")
+    )
+
+
+def test_unaffected_hip_recorded_for_comparison_gets_no_reminders() -> None:
+    for ratio in (1.05, 1.2):  # normal uptake, and exactly at normal_uptake_ratio
+        timeline = contralateral(ratio)
+        found = wanted(timeline, "2025-03-01")
+        assert [w for w in found if w.site is not None] == []
+        # screening goes on: a normal ratio is no HO evidence
+        assert of_rule(timeline, "2025-03-01", "hip_ultrasound_screen") == [
+            "2025-01-22", "2025-02-12", "2025-03-05", "2025-03-26", "2025-04-16",
+        ]  # fmt: skip
+        assert cohort_wanted([timeline], "2025-03-01")["A001"] == found
+    uptake = contralateral(1.21)  # above normal uptake: early HO at the left hip
+    assert of_rule(uptake, "2025-03-01", "hip_ultrasound_screen") == []
+    assert of_rule(uptake, "2025-03-01", "monitoring_radiograph") == ["2025-03-24"]
+
+
+def test_normal_uptake_ratio_comes_from_the_protocol() -> None:
+    stricter = replace(DEFAULTS, stage=replace(DEFAULTS.stage, normal_uptake_ratio=1.5))
+    timeline = contralateral(1.4)
+    assert of_rule(timeline, "2025-03-01", "monitoring_radiograph") == ["2025-03-24"]
+    assert of_rule(timeline, "2025-03-01", "monitoring_radiograph", stricter) == []
+    assert len(of_rule(timeline, "2025-03-01", "hip_ultrasound_screen", stricter)) == 5
+
+
+def test_a_normal_ratio_does_not_make_an_ho_site_for_the_post_course_radiograph() -> None:
+    course = (
+        sci()
+        .course("2025-01-10", "2025-03-01", intent="treatment")
+        .delayed_scan("2025-02-01", 1.1, "knee", "left")
+        .radiograph("2025-04-20", "knee", "left", ho="absent")
+    )
+    assert not is_satisfied(course, "post_course_radiograph", "2025-04-26", "2025-05-01")
+    hot = (
+        sci()
+        .course("2025-01-10", "2025-03-01", intent="treatment")
+        .delayed_scan("2025-02-01", 2.5, "knee", "left")
+        .radiograph("2025-04-20", "knee", "left", ho="absent")
+    )
+    assert is_satisfied(hot, "post_course_radiograph", "2025-04-26", "2025-05-01")

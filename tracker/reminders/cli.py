@@ -73,10 +73,18 @@ def plan_command(
             out.print(table)
             if len(frame) > 200:
                 out.print(f"... and {len(frame) - 200} more {title}")
+    lapsed = len(result.lapsed)
     out.print(
-        f"Plan as of {day.isoformat()}: {len(result.created)} reminders {verb} created, "
-        f"{len(result.satisfied)} {verb} satisfied, {len(result.cancelled)} {verb} cancelled, "
-        f"{result.now_due} {verb} made due." + (" (dry run: nothing written)" if dry_run else "")
+        f"Plan as of {day.isoformat()}: {len(result.created)} reminders {verb} created"
+        + (
+            f" ({lapsed} of them lapsed: long past when first planned, kept in the "
+            "patients' history, never delivered)"
+            if lapsed
+            else ""
+        )
+        + f", {len(result.satisfied)} {verb} satisfied, {len(result.cancelled)} {verb} "
+        f"cancelled, {len(result.reopened)} {verb} reopened, {result.now_due} {verb} made due."
+        + (" (dry run: nothing written)" if dry_run else "")
     )
 
 
@@ -90,7 +98,8 @@ def list_command(
     team: Annotated[str | None, typer.Option(help="Only this team's patients.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
-    """The worklist: open reminders (due, sent), or those of a patient or status."""
+    """The worklist: open reminders (due, sent), or those of a patient (all statuses,
+    lapsed included) or status."""
     from tracker.cli import _engine, out
     from tracker.reminders.delivery import worklist
 
@@ -109,6 +118,8 @@ def list_command(
     for row in rows:
         where = f"{row['site']} {row['side']}" if row["site"] else ""
         note = row["cancel_reason"] or row["last_error"] or ("late" if row["late"] else "")
+        if row["status"] == ReminderStatus.lapsed:
+            note = note or "long past when first planned: never delivered"
         if row["status"] == "sent" and row["accepted_at"] is None and not row["last_error"]:
             note = note or "being sent"
         table.add_row(

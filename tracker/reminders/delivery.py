@@ -619,7 +619,14 @@ def worklist(
     status: str | None = None,
 ) -> list[dict[str, Any]]:
     """Reminder rows for the in-app worklist: open ones (due, sent) unless a status
-    is named, oldest due first; each with the patient's mrn and team."""
+    is named, oldest due first; each with the patient's mrn and team.
+
+    With `mrn` (and no status): that patient's reminder history, every status,
+    `lapsed` included (v2: long past when first planned, kept for the record, never
+    delivered); lapsed rows are never on the team worklist or in a digest. Each row
+    has id, mrn, team, rule, site, side, due, status, detail, cancel_reason,
+    closed_at (when it was satisfied, acknowledged, cancelled or lapsed), and the
+    delivery columns."""
     query = (
         sa.select(
             r.id,
@@ -632,6 +639,7 @@ def worklist(
             r.status,
             r.detail,
             r.cancel_reason,
+            r.closed_at,
             r.recipient,
             r.attempts,
             r.last_error,
@@ -656,7 +664,7 @@ def worklist(
     with engine.connect() as conn:
         rows = [dict(m) for m in conn.execute(query).mappings()]
     for row in rows:
-        for column in ("sent_at", "accepted_at", "escalated_at", "next_attempt_at"):
+        for column in ("sent_at", "accepted_at", "escalated_at", "next_attempt_at", "closed_at"):
             row[column] = aware(row[column])
     return rows
 
@@ -671,7 +679,13 @@ def acknowledge(*, engine: Engine, reminder_id: int, now: datetime | None = None
                 f"There is no reminder {reminder_id}; `ho-tracker reminders list` shows them."
             )
         previous = found[0]
-        if previous in (S.satisfied.value, S.cancelled.value, S.acknowledged.value):
+        if previous == S.lapsed.value:
+            raise TrackerError(
+                f"Reminder {reminder_id} is lapsed: it was long past when first planned, so "
+                "it is kept in the patient's history but is not on the worklist and cannot "
+                "be acknowledged."
+            )
+        if previous not in (S.pending.value, S.due.value, S.sent.value):
             raise TrackerError(
                 f"Reminder {reminder_id} is already {previous}; only pending, due or sent "
                 "reminders can be acknowledged."

@@ -63,9 +63,10 @@ class ReminderJobs:
         today = clinic_day(self.clock(), self.protocol.reminders)
         result = plan(engine=self.engine, as_of=today, protocol=self.protocol, now=self.clock())
         log.info(
-            "plan %s: %d created, %d satisfied, %d cancelled, %d now due",
-            today, len(result.created), len(result.satisfied), len(result.cancelled),
-            result.now_due,
+            "plan %s: %d created (%d lapsed), %d satisfied, %d cancelled, %d reopened, "
+            "%d now due",
+            today, len(result.created), len(result.lapsed), len(result.satisfied),
+            len(result.cancelled), len(result.reopened), result.now_due,
         )  # fmt: skip
         return result
 

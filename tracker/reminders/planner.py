@@ -9,10 +9,19 @@ key packed into one integer (a hash semi-join, no loop over patients), and then
 - inserts wanted reminders that are not stored yet (natural key: patient, rule,
   site, side, due; the database refuses a second copy, so two planners racing
   each other still create one row), unless the record that closes them is logged;
-- marks open reminders satisfied when the matching record is logged (closed loop);
+  one due more than `lapse_after_days` before as_of is stored `lapsed` (v2: a unit
+  importing years of history keeps the adherence record but is not sent years of
+  reminders), column-wise like every other status;
+- marks open (and lapsed) reminders satisfied when the matching record is logged
+  (closed loop: a record that arrives late still shows the care was done);
 - cancels open reminders that no longer apply, keeping the row and the reason
-  (screening stops once HO is found: model-spec section 9);
+  (screening stops once HO is found: model-spec section 9); lapsed ones stay lapsed;
+- reopens satisfied or cancelled reminders that are wanted again and that no record
+  closes any more (the record that closed them was voided or corrected, or the HO
+  finding that stopped screening was), in the state they would have had;
 - turns pending reminders due on their date.
+`plan_patient` does the same for one patient's rows alone, fast enough to follow a
+record saved through a form or the API in the same request.
 Writes are bulk: INSERTs of the new rows only, many rows per statement as one JSON
 text, and set-based UPDATEs (one per reason and chunk of rows) for status changes.
 They are one transaction, made on a thread of their own (`_Writes`) while the plan
@@ -25,25 +34,29 @@ changes and writes none, so a protocol change can be previewed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import queue
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
 
+from tracker.errors import NotFound
 from tracker.protocol import Protocol
 from tracker.reminders import rules, sites
 from tracker.staging import records as rec
+from tracker.staging.cohort_records import cohort_frames
 from tracker.staging.readiness import Readiness
-from tracker.store.loaders import TABLES, CohortFrames, read_table
+from tracker.store.loaders import TABLES, CohortFrames, patient_records, read_table
 from tracker.store.models import Patient, Reminder, table_of, utcnow
 from tracker.vocab import ReminderRule, ReminderStatus
 
@@ -51,13 +64,21 @@ reminder = table_of(Reminder)
 patient = table_of(Patient)
 OPEN = (ReminderStatus.pending, ReminderStatus.due, ReminderStatus.sent)
 S = ReminderStatus
+REOPENABLE = (S.satisfied, S.cancelled)  # closed by the records; acknowledged is a person's
+
+
+def _no_rows() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in rules.KEY})
 
 
 @dataclass
 class PlanResult:
     """What a plan did (or, dry, would do): one frame per kind of change.
 
-    Each frame has mrn, rule, site, side, due (date), plus detail or reason.
+    Each frame has mrn, rule, site, side, due (date), plus detail or reason; `created`
+    also the status each new row got (pending, due, or lapsed: `lapsed`).
+    `reopened` holds closed reminders that are wanted again and no longer closed by a
+    record (with the status they got back).
     """
 
     as_of: date
@@ -67,12 +88,21 @@ class PlanResult:
     now_due: int = 0
     dry_run: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    reopened: pd.DataFrame = field(default_factory=_no_rows)
+
+    @property
+    def lapsed(self) -> pd.DataFrame:
+        """The created reminders stored lapsed: long past when first planned (v2)."""
+        if "status" not in self.created:
+            return self.created.iloc[:0]
+        return self.created[(self.created["status"] == S.lapsed).to_numpy(bool)]
 
     @property
     def rows_written(self) -> int:
         if self.dry_run:
             return 0
-        return len(self.created) + len(self.satisfied) + len(self.cancelled) + self.now_due
+        changed = len(self.created) + len(self.satisfied) + len(self.cancelled)
+        return changed + len(self.reopened) + self.now_due
 
 
 # --- sites: stage, readiness and the day it became ready -------------------------------
@@ -167,14 +197,27 @@ def record_inputs(frames: Mapping[str, pd.DataFrame]) -> rules.RuleInputs:
 # --- stored reminders -----------------------------------------------------------------
 
 
-def _stored(conn: Connection) -> pd.DataFrame:
-    """Every stored reminder's key, status and version (straight from the driver)."""
-    result = conn.exec_driver_sql(
-        "SELECT r.id, p.mrn, r.rule, r.site, r.side, r.due, r.status, r.version "
-        "FROM reminder r JOIN patient p ON p.id = r.patient_id"
-    )
-    columns = ["id", "mrn", "rule", "site", "side", "due", "status", "version"]
-    frame = pd.DataFrame(result.cursor.fetchall() if result.cursor else [], columns=columns)
+_STORED = ["id", "mrn", "rule", "site", "side", "due", "status", "version"]
+
+
+def _stored(conn: Connection, mrn: str | None = None) -> pd.DataFrame:
+    """Every stored reminder's key, status and version (straight from the driver), or
+    those of one patient."""
+    if mrn is None:
+        result = conn.exec_driver_sql(
+            "SELECT r.id, p.mrn, r.rule, r.site, r.side, r.due, r.status, r.version "
+            "FROM reminder r JOIN patient p ON p.id = r.patient_id"
+        )
+        rows = result.cursor.fetchall() if result.cursor else []
+    else:
+        r = reminder.c
+        query = (
+            sa.select(r.id, patient.c.mrn, r.rule, r.site, r.side, r.due, r.status, r.version)
+            .select_from(reminder.join(patient))
+            .where(patient.c.mrn == mrn)
+        )
+        rows = [tuple(row) for row in conn.execute(query)]
+    frame = pd.DataFrame(rows, columns=_STORED)
     frame["due"] = rules.days(frame["due"]) if len(frame) else pd.Series(dtype="float64")
     return frame
 
@@ -208,8 +251,14 @@ def plan(
     protocol: Protocol,
     dry_run: bool = False,
     now: datetime | None = None,
+    mrn: str | None = None,
 ) -> PlanResult:
-    """Bring the stored reminders in line with the records on as_of (see module doc)."""
+    """Bring the stored reminders in line with the records on as_of (see module doc);
+    with `mrn`, those of that patient alone (`plan_patient`)."""
+    if mrn is not None:
+        return plan_patient(
+            engine=engine, mrn=mrn, as_of=as_of, protocol=protocol, dry_run=dry_run, now=now
+        )
     now = now or utcnow()
     with engine.connect() as conn, ThreadPoolExecutor(1, "reminder-plan-read") as pool:
         frames = {name: read_table(conn, name) for name in TABLES if name != "labs"}
@@ -234,6 +283,49 @@ def plan(
         )
 
 
+def plan_patient(
+    *,
+    engine: Engine,
+    mrn: str,
+    as_of: date,
+    protocol: Protocol,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> PlanResult:
+    """`plan` for one patient: the same rules and the same comparison (`reconcile`)
+    over that patient's records and stored reminders alone, read in a fixed number of
+    queries, so a save can re-plan its patient in the request that stored the record
+    (model-spec section 9, v2). Other patients' rows are neither read nor written.
+
+    A voided patient has no records to want anything: its open reminders are
+    cancelled, as the cohort plan cancels them. NotFound if no such patient exists."""
+    now = now or utcnow()
+    with engine.connect() as conn:
+        patient_ids = _patient_ids(conn, mrn)
+        if patient_ids.empty:
+            raise NotFound(f"No patient with mrn '{mrn}'; check the number or import the patient.")
+        stored = _stored(conn, mrn)
+    with Session(engine) as session:
+        try:
+            story = [patient_records(session, mrn)]
+        except NotFound:  # voided
+            story = []
+    frames = cohort_frames(story)
+    by_name = {f.name: getattr(frames, f.name) for f in dataclasses.fields(frames)}
+    return reconcile(
+        engine=engine,
+        inputs=record_inputs(by_name),
+        cohort=lambda: frames,
+        stored=stored,
+        patient_ids=patient_ids,
+        as_of=as_of,
+        protocol=protocol,
+        dry_run=dry_run,
+        now=now,
+        overlap=False,
+    )
+
+
 def _read_table(engine: Engine, name: str) -> pd.DataFrame:
     with engine.connect() as conn:
         return read_table(conn, name)
@@ -256,6 +348,7 @@ def reconcile(
     protocol: Protocol,
     dry_run: bool,
     now: datetime,
+    overlap: bool = True,
 ) -> PlanResult:
     """The plan's comparison and writes. `inputs` are the records (sites not staged
     yet), `cohort()` all the cohort frames, lab results included (called once, when
@@ -267,10 +360,13 @@ def reconcile(
     inserts them on its own thread while the next round is worked out here: the
     database works without Python's lock, so the two overlap (as `plan` overlaps
     reading the lab results with the first round). All writes are one transaction,
-    committed only if everything succeeds."""
+    committed only if everything succeeds. Without `overlap` (one patient: nothing
+    worth overlapping) the sites are staged first and every rule asked in one round,
+    which gives the same rows, since the rules of the first round never read sites."""
     today = rules.day_number(as_of)
     horizon = today + protocol.reminders.horizon_days
     cut = rules.cut_at(inputs, as_of, protocol)
+    stored = stored.assign(pid=cut.pids(stored["mrn"]))  # numbered once for every lookup
     stored_keys = natural_keys(stored, cut)
     wanted: list[np.ndarray] = []  # natural keys of every wanted reminder
     created: list[pd.DataFrame] = []
@@ -281,36 +377,51 @@ def reconcile(
         new = keys[~_among(wanted[-1], stored_keys)]
         if len(new):
             new = new[~rules.satisfied(new, inputs, as_of, protocol, cut)]
-        created.append(rules.with_details(new, details))  # words only for rows written
-        write.insert(created[-1], patient_ids, today)
+        new = rules.with_details(new, details)  # words only for rows written
+        new["status"] = new_status(new["due"].to_numpy("float64"), today, protocol)
+        created.append(new)
+        write.insert(created[-1], patient_ids, now)
 
     with _Writes(engine, dry_run) as write:
-        create(rules.BY_RECORDS)
-        frames = cohort()
-        staged = sites.stage_and_readiness(frames, as_of, protocol)
-        cut = cut.with_sites(staged.assign(ready_since=None))
-        create(rules.BY_STAGE)
-        cut = cut.with_sites(with_ready_since(frames, staged, as_of, protocol))
-        create([ReminderRule.readiness_review])
+        if overlap:
+            create(rules.BY_RECORDS)
+            frames = cohort()
+            staged = sites.stage_and_readiness(frames, as_of, protocol)
+            cut = cut.with_sites(staged.assign(ready_since=None))
+            create(rules.BY_STAGE)
+            cut = cut.with_sites(with_ready_since(frames, staged, as_of, protocol))
+            create([ReminderRule.readiness_review])
+        else:
+            frames = cohort()
+            staged = sites.stage_and_readiness(frames, as_of, protocol)
+            cut = cut.with_sites(with_ready_since(frames, staged, as_of, protocol))
+            create(list(ReminderRule))
         wanted_keys = np.concatenate(wanted)
 
-        # open stored reminders within the horizon: closed by a record, or no longer wanted
-        is_open = stored["status"].isin([s.value for s in OPEN]).to_numpy(bool) & (
-            stored["due"].to_numpy() <= horizon
-        )
-        open_rows, open_keys = stored[is_open], stored_keys[is_open]
-        done = rules.satisfied(open_rows, inputs, as_of, protocol, cut)
-        satisfied = open_rows[done]
-        gone = open_rows[~done & ~_among(open_keys, wanted_keys)]
+        # stored reminders within the horizon: open (or lapsed) ones closed by a record,
+        # open ones no longer wanted, and closed ones wanted again that no record closes
+        status = stored["status"]
+        within = stored["due"].to_numpy() <= horizon
+        is_open = status.isin([s.value for s in OPEN]).to_numpy(bool) & within
+        is_lapsed = (status == S.lapsed).to_numpy(bool) & within
+        is_wanted = _among(stored_keys, wanted_keys)
+        is_closed = status.isin([s.value for s in REOPENABLE]).to_numpy(bool) & within & is_wanted
+        asked = is_open | is_lapsed | is_closed
+        done = np.zeros(len(stored), dtype=bool)
+        done[asked] = rules.satisfied(stored[asked], inputs, as_of, protocol, cut)
+        satisfied = stored[done & (is_open | is_lapsed)]
+        gone = stored[~done & is_open & ~is_wanted]
         cancelled = gone.assign(reason=cancel_reasons(gone, cut, as_of, protocol))
+        reopened = stored[~done & is_closed]
         closed = np.union1d(satisfied["id"].to_numpy(), cancelled["id"].to_numpy())
         pending = stored[
-            (stored["status"] == S.pending).to_numpy(bool)
+            (status == S.pending).to_numpy(bool)
             & (stored["due"].to_numpy() <= today)
             & ~np.isin(stored["id"].to_numpy(), closed)
         ]
-        write(_close, satisfied, S.satisfied, None, now)
-        write(_close, cancelled, S.cancelled, cancelled.get("reason"), now)
+        write(_close, satisfied, S.satisfied, None, now, (*OPEN, S.lapsed))
+        write(_close, cancelled, S.cancelled, cancelled.get("reason"), now, OPEN)
+        write(_reopen, reopened, today, protocol.reminders.lapse_after_days, now)
         write(_promote, pending, now)
 
     new = pd.concat(created, ignore_index=True)
@@ -322,7 +433,22 @@ def reconcile(
         cancelled=_dated(cancelled),
         now_due=len(pending),
         dry_run=dry_run,
+        reopened=_dated(reopened.rename(columns={"status": "was"})),
     )
+
+
+def new_status(due: np.ndarray, today: int, protocol: Protocol) -> np.ndarray:
+    """The status a reminder gets when a plan on day `today` first creates it (day
+    numbers), column-wise: pending before its date, due on or after it, and lapsed
+    when it is due more than `lapse_after_days` before `today` (model-spec section 9,
+    v2): so long past that a team would only be sent history, it is kept for the
+    adherence record but never delivered and not on the worklist."""
+    lapse_before = today - protocol.reminders.lapse_after_days
+    return np.where(
+        due < lapse_before,
+        S.lapsed.value,
+        np.where(due <= today, S.due.value, S.pending.value),
+    ).astype(object)
 
 
 class _Writes:
@@ -350,12 +476,12 @@ class _Writes:
         if not self._dry_run:
             self._jobs.put((job, args))
 
-    def insert(self, rows: pd.DataFrame, patient_ids: pd.Series, today: int) -> None:
+    def insert(self, rows: pd.DataFrame, patient_ids: pd.Series, now: datetime) -> None:
         """Insert new reminders (the statements are made here, executed by the writer)."""
         if self._dry_run or rows.empty:
             return
-        for sql, payload in _inserts(self._engine.dialect.name, rows, patient_ids, today):
-            self(_execute, sql, payload)
+        for sql, params in _inserts(self._engine.dialect.name, rows, patient_ids, now):
+            self(_execute, sql, params)
 
     def _run(self) -> None:
         try:
@@ -439,7 +565,8 @@ def cancel_reasons(
         return []
     rule = np.asarray(rows["rule"], dtype=object)
     switched_off = [r for r in pd.unique(rule) if not getattr(protocol.reminders, r).enabled]
-    first_ho = cut.first_ho.reindex(cut.pids(rows["mrn"])).to_numpy("float64")
+    pid = rows["pid"].to_numpy() if "pid" in rows else cut.pids(rows["mrn"])
+    first_ho = cut.first_ho.reindex(pid).to_numpy("float64")
     screen = (rule == ReminderRule.hip_ultrasound_screen.value) & ~np.isnan(first_ho)
     off = np.isin(rule, switched_off)
     reasons = np.full(
@@ -449,14 +576,21 @@ def cancel_reasons(
     )
     found = np.datetime_as_string(first_ho[screen].astype("int64").astype("datetime64[D]"))
     reasons[screen] = "HO found on " + found.astype(object) + ": screening stops"
+    timing = np.isin(rule, [ReminderRule.maturity_bone_scan, ReminderRule.readiness_review])
+    genetic = timing & np.isin(pid, cut.fop)
+    reasons[genetic] = "genetic HO (FOP) is never resected: no resection-timing reminders"
     reasons[off] = "the protocol switched " + rule[off] + " off"
     return list(reasons)
 
 
-def _patient_ids(conn: Connection) -> pd.Series:
-    """Every patient's id by mrn (straight from the driver)."""
-    cursor = conn.exec_driver_sql("SELECT mrn, id FROM patient").cursor
-    pairs = cursor.fetchall() if cursor else []
+def _patient_ids(conn: Connection, mrn: str | None = None) -> pd.Series:
+    """Every patient's id by mrn (straight from the driver), or one patient's."""
+    if mrn is None:
+        cursor = conn.exec_driver_sql("SELECT mrn, id FROM patient").cursor
+        pairs = cursor.fetchall() if cursor else []
+    else:
+        query = sa.select(patient.c.mrn, patient.c.id).where(patient.c.mrn == mrn)
+        pairs = [tuple(row) for row in conn.execute(query)]
     return pd.Series(
         np.array([pid for _, pid in pairs], dtype="int64"),
         index=pd.Index([mrn for mrn, _ in pairs], dtype=object),
@@ -465,26 +599,39 @@ def _patient_ids(conn: Connection) -> pd.Series:
 
 _INSERT = (
     "INSERT INTO reminder (patient_id, rule, site, side, due, status, detail, "
-    "attempts, late, version) "
+    "closed_at, attempts, late, version) "
 )
-_FROM_JSON = {  # each element of one JSON array of rows is a row of 7 values
+_FROM_JSON = {  # each element of one JSON array of rows is a row of 7 values; a lapsed
+    # row is closed when it is made (the first bound value: the plan's time)
     "sqlite": _INSERT
     + "SELECT "
     + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(7))
+    + ", CASE WHEN json_extract(value, '$[5]') = 'lapsed' THEN ? END"
     + ", 0, 0, 1 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",
     "postgresql": _INSERT
-    + "SELECT (e->>0)::integer, e->>1, e->>2, e->>3, (e->>4)::date, e->>5, e->>6, 0, false, 1 "
+    + "SELECT (e->>0)::integer, e->>1, e->>2, e->>3, (e->>4)::date, e->>5, e->>6, "
+    "CASE WHEN e->>5 = 'lapsed' THEN %s::timestamptz END, 0, false, 1 "
     "FROM jsonb_array_elements(%s::jsonb) AS e ON CONFLICT DO NOTHING",
 }
 _ROWS_PER_INSERT = 20_000
 
 
+def _driver_time(dialect: str, moment: datetime) -> Any:
+    """A timestamp as a bound value of raw SQL: on SQLite the text SQLAlchemy stores
+    (UTC, without the zone), elsewhere the aware datetime itself."""
+    if dialect != "sqlite":
+        return moment
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment
+    return utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def _inserts(
-    dialect: str, rows: pd.DataFrame, patient_ids: pd.Series, today: int
-) -> list[tuple[str, str]]:
+    dialect: str, rows: pd.DataFrame, patient_ids: pd.Series, now: datetime
+) -> list[tuple[str, tuple[Any, str]]]:
     """INSERT statements for new rows: each many rows as one JSON text, so the database
-    unpacks the values (one bound value per statement, not seven per row). ON CONFLICT
-    keeps a racing planner's copy."""
+    unpacks the values (two bound values per statement, not seven per row). ON
+    CONFLICT keeps a racing planner's copy. Each row's status is its `status` column
+    (`new_status`)."""
     ids = patient_ids.reindex(pd.Index(np.asarray(rows["mrn"], dtype=object))).to_numpy()
     if np.isnan(ids.astype("float64")).any():
         raise ValueError("reminders for patients not in the database")
@@ -503,20 +650,20 @@ def _inserts(
             "site": text("site"),
             "side": text("side"),
             "due": np.datetime_as_string(due.astype("int64").astype("datetime64[D]"), unit="D"),
-            "status": np.where(due <= today, S.due.value, S.pending.value),
+            "status": text("status"),
             "detail": text("detail"),
         },
         dtype=object,
     )
-    sql = _FROM_JSON[dialect]
+    sql, closed = _FROM_JSON[dialect], _driver_time(dialect, now)
     return [
-        (sql, values.iloc[start : start + _ROWS_PER_INSERT].to_json(orient="values"))
+        (sql, (closed, values.iloc[start : start + _ROWS_PER_INSERT].to_json(orient="values")))
         for start in range(0, len(values), _ROWS_PER_INSERT)
     ]
 
 
-def _execute(conn: Connection, sql: str, payload: str) -> None:
-    conn.exec_driver_sql(sql, (payload,))
+def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> None:
+    conn.exec_driver_sql(sql, params)
 
 
 _CHUNK = 2_000  # rows per set-based UPDATE (two bound values each, well under limits)
@@ -528,9 +675,10 @@ def _close(
     status: ReminderStatus,
     reasons: pd.Series | None,
     now: datetime,
+    from_statuses: Collection[ReminderStatus] = OPEN,
 ) -> None:
     """Set-based: one UPDATE per reason and chunk of rows, each row only if it is
-    still open and unchanged since it was read (its version)."""
+    still in one of `from_statuses` and unchanged since it was read (its version)."""
     if rows.empty:
         return
     r = reminder.c
@@ -552,7 +700,7 @@ def _close(
             conn.execute(
                 reminder.update()
                 .where(sa.tuple_(r.id, r.version).in_(pairs[start : start + _CHUNK]))
-                .where(r.status.in_([s.value for s in OPEN]))
+                .where(r.status.in_([s.value for s in from_statuses]))
                 .values(
                     status=status.value,
                     cancel_reason=why or None,
@@ -560,6 +708,60 @@ def _close(
                     claimed_by=None,
                     claim_token=None,
                     claimed_until=None,
+                    version=r.version + 1,
+                    updated_at=now,
+                )
+            )
+
+
+def _reopen(
+    conn: Connection, rows: pd.DataFrame, today: int, lapse_after_days: int, now: datetime
+) -> None:
+    """Closed reminders wanted again with nothing closing them get back the state they
+    would have had: sent if they had been delivered (escalation may follow), lapsed if
+    they were already long past on the day they were first planned (the v2 rule, with
+    the row's creation day, as migration 0005 applies it), else due or pending by their
+    date. Only rows still closed
+    as read (their version) change. Usually a few rows (a void, a correction); a rule
+    switched back on reopens many, read in chunks."""
+    if rows.empty:
+        return
+    r = reminder.c
+    ids, versions = rows["id"].astype("int64").tolist(), rows["version"].astype("int64").tolist()
+    pairs = list(zip(ids, versions, strict=True))
+    closed = r.status.in_([s.value for s in REOPENABLE])
+    found = [
+        row
+        for start in range(0, len(pairs), _CHUNK)
+        for row in conn.execute(
+            sa.select(r.id, r.due, r.sent_at, r.message_id, r.created_at).where(
+                sa.tuple_(r.id, r.version).in_(pairs[start : start + _CHUNK]), closed
+            )
+        )
+    ]
+    by_status: dict[str, list[int]] = {}
+    for rid, due, sent_at, message_id, created_at in found:
+        due_day = rules.day_number(date.fromisoformat(due) if isinstance(due, str) else due)
+        created = created_at if isinstance(created_at, datetime) else now
+        # the day it was first planned: its creation, or this plan's day if that is
+        # earlier (a plan --as-of a past day, a test)
+        planned_day = min(rules.day_number(created.date()), today)
+        if sent_at is not None and message_id is not None:
+            status = S.sent
+        elif due_day < planned_day - lapse_after_days:
+            status = S.lapsed
+        else:
+            status = S.due if due_day <= today else S.pending
+        by_status.setdefault(status.value, []).append(rid)
+    for status_value, ids in by_status.items():
+        for start in range(0, len(ids), _CHUNK):
+            conn.execute(
+                reminder.update()
+                .where(r.id.in_(ids[start : start + _CHUNK]), closed)
+                .values(
+                    status=status_value,
+                    cancel_reason=None,
+                    closed_at=now if status_value == S.lapsed.value else None,
                     version=r.version + 1,
                     updated_at=now,
                 )

@@ -28,12 +28,20 @@ import numpy as np
 import pandas as pd
 
 from tracker.protocol import Protocol, ReminderRules
-from tracker.staging.activity import classify_activity, delayed_series
+from tracker.staging.activity import RATIO_SLACK, classify_activity, delayed_series
 from tracker.staging.assess import assess_patient
 from tracker.staging.readiness import Readiness, readiness_verdict, site_criteria
 from tracker.staging.records import PatientRecords, in_canonical_order, site_evidence
 from tracker.staging.stage import site_stage
-from tracker.vocab import CORTEX_MODALITIES, Calcification, Cortex, ReminderRule, Side, Site
+from tracker.vocab import (
+    CORTEX_MODALITIES,
+    Calcification,
+    Cortex,
+    InjuryKind,
+    ReminderRule,
+    Side,
+    Site,
+)
 
 EPOCH = date(1970, 1, 1)
 KEY = ["mrn", "rule", "site", "side", "due"]
@@ -113,7 +121,7 @@ class Cut:
     mrns: pd.Index
     injuries: pd.DataFrame  # pid, kind, day
     findings: pd.DataFrame  # pid, place, day, radiographic, hip_ultrasound, ho
-    scans: pd.DataFrame  # pid, place, day, delayed
+    scans: pd.DataFrame  # pid, place, day, delayed, ho
     courses: pd.DataFrame  # pid, agent, intent, start, end, planned_end
     resections: pd.DataFrame  # pid, place, day
     sites: pd.DataFrame | None  # pid, place, stage, readiness, ready_since (None: not staged)
@@ -149,11 +157,28 @@ class Cut:
 
     @cached_property
     def first_ho(self) -> pd.Series:
-        """First day of HO evidence per pid: a finding at stage early or beyond, or any
-        bone-scan measurement (model-spec section 3)."""
-        findings = self.findings[self.findings["ho"]]
-        both = pd.concat([findings[["pid", "day"]], self.scans[["pid", "day"]]])
+        """First day of HO evidence per pid: a finding at stage early or beyond, or a
+        bone-scan measurement whose ratio is above normal uptake (model-spec section 3;
+        v2: the unaffected side recorded for comparison is not HO evidence)."""
+        findings = self.findings[self.findings["ho"].to_numpy(bool)]
+        scans = self.scans[self.scans["ho"].to_numpy(bool)]
+        both = pd.concat([findings[["pid", "day"]], scans[["pid", "day"]]])
         return both.groupby("pid")["day"].min()
+
+    @cached_property
+    def ho_places(self) -> np.ndarray:
+        """Every site (place) with HO evidence (findings and scans alike, as `first_ho`)."""
+        return np.union1d(
+            self.findings.loc[self.findings["ho"].to_numpy(bool), "place"].to_numpy(),
+            self.scans.loc[self.scans["ho"].to_numpy(bool), "place"].to_numpy(),
+        )
+
+    @cached_property
+    def fop(self) -> np.ndarray:
+        """The pids of patients with genetic HO (an injury of kind fop on or before
+        as_of): never a resection-timing reminder (model-spec section 9, v2)."""
+        kinds = self.injuries["kind"].to_numpy(object)
+        return np.unique(self.injuries["pid"].to_numpy()[kinds == InjuryKind.fop.value])
 
     @cached_property
     def counted(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -187,10 +212,9 @@ def cut_at(inputs: RuleInputs, as_of: date, protocol: Protocol) -> Cut:
         inputs.courses,
         inputs.procedures,
     ]
-    # one number per patient: factorising every mrn column at once is a hash pass
-    codes, uniques = pd.factorize(
-        pd.concat([f["mrn"].astype(object) for f in frames], ignore_index=True)
-    )
+    # one number per patient: factorising every mrn column at once is a hash pass (on
+    # the columns as read: Arrow strings are encoded without making a Python string each)
+    codes, uniques = pd.factorize(pd.concat([f["mrn"] for f in frames], ignore_index=True))
     mrns = pd.Index(np.asarray(uniques, dtype=object))
     starts = np.cumsum([0, *[len(f) for f in frames]])
     pids = {id(f): codes[starts[i] : starts[i + 1]].astype("int64") for i, f in enumerate(frames)}
@@ -213,6 +237,7 @@ def cut_at(inputs: RuleInputs, as_of: date, protocol: Protocol) -> Cut:
     findings["ho"] = _finding_rank(inputs.findings) >= 1
     scans = keyed(inputs.bone_scans, site=True)
     scans["delayed"] = (inputs.bone_scans["phase"] == "delayed").to_numpy(bool)
+    scans["ho"] = scan_shows_ho(inputs.bone_scans, protocol)
     injuries = keyed(inputs.injuries)
     injuries["kind"] = np.asarray(inputs.injuries["kind"], dtype=object)
     courses = keyed(inputs.courses, "start_date")
@@ -243,6 +268,16 @@ def cut_at(inputs: RuleInputs, as_of: date, protocol: Protocol) -> Cut:
         horizon=today + protocol.reminders.horizon_days,
     )
     return cut if inputs.sites is None else cut.with_sites(inputs.sites)
+
+
+def scan_shows_ho(scans: pd.DataFrame, protocol: Protocol) -> np.ndarray:
+    """Whether each bone-scan measurement shows HO (stage early): its ratio is above
+    `normal_uptake_ratio` beyond floating-point noise, as `staging.stage.scan_stage`
+    decides (model-spec section 3, v2). At or below it, or without a ratio, it is
+    normal bone: the unaffected side recorded for comparison makes no HO evidence."""
+    ratio = pd.to_numeric(scans["ratio"], errors="coerce").to_numpy("float64", na_value=np.nan)
+    shows: np.ndarray = ratio > protocol.stage.normal_uptake_ratio + RATIO_SLACK  # NaN: False
+    return shows
 
 
 def _finding_rank(findings: pd.DataFrame) -> np.ndarray:
@@ -488,6 +523,8 @@ def _maturity_scans(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
     sites = _site_base(
         cut, ("mineralising", "mature"), scans[scans["delayed"].to_numpy()], Readiness.ready
     )
+    # v2: maturity scans time a resection, and genetic HO (FOP) is never resected
+    sites = sites[~np.isin(sites["pid"].to_numpy(), cut.fop)]
     return _based(cut, sites, R.maturity_bone_scan, rule.after_days, "latest delayed-phase scan ")
 
 
@@ -535,7 +572,11 @@ def _readiness_reviews(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
         return pd.DataFrame()
     sites = cut.staged
     since = sites["ready_since"].to_numpy()
-    sites = sites[((sites["readiness"] == Readiness.ready).to_numpy(bool)) & ~np.isnan(since)]
+    sites = sites[
+        (sites["readiness"] == Readiness.ready).to_numpy(bool)
+        & ~np.isnan(since)
+        & ~np.isin(sites["pid"].to_numpy(), cut.fop)  # v2: never for genetic HO (FOP)
+    ]
     since = sites["ready_since"].to_numpy()
 
     def detail(i: np.ndarray) -> np.ndarray:
@@ -702,13 +743,9 @@ def _scan_since(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndar
 
 
 def _ho_site_radiograph_since(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
-    ho_places = np.union1d(
-        cut.findings.loc[cut.findings["ho"].to_numpy(), "place"].to_numpy(),
-        cut.scans["place"].to_numpy(),
-    )
     findings = cut.findings
     radiographs = findings[
-        findings["radiographic"].to_numpy() & np.isin(findings["place"].to_numpy(), ho_places)
+        findings["radiographic"].to_numpy() & np.isin(findings["place"].to_numpy(), cut.ho_places)
     ]
     return _latest_after(subset, "pid", radiographs, rules.post_course_radiograph.after_days)
 
@@ -797,10 +834,17 @@ def records_frames(records: PatientRecords) -> dict[str, pd.DataFrame]:
         ),
         "bone_scans": frame(
             [
-                {"mrn": mrn, "date": s.date, "site": s.site, "side": s.side, "phase": s.phase}
+                {
+                    "mrn": mrn,
+                    "date": s.date,
+                    "site": s.site,
+                    "side": s.side,
+                    "phase": s.phase,
+                    "ratio": s.ratio,
+                }
                 for s in records.bone_scans
             ],
-            ["mrn", "date", "site", "side", "phase"],
+            ["mrn", "date", "site", "side", "phase", "ratio"],
         ),
         "courses": frame(
             [
@@ -844,7 +888,7 @@ def readiness_on(
     evidence = site_evidence(cut, (site, side))
     if not evidence.findings and not evidence.bone_scans and evidence.resected_on is None:
         return Readiness.not_ready  # no evidence yet: the site is not assessed at all
-    stage = site_stage(evidence)
+    stage = site_stage(evidence, protocol.stage)
     series = delayed_series(evidence.bone_scans)
     activity = classify_activity([p.ratio for p in series], protocol.activity.tolerance)
     criteria = site_criteria(

@@ -18,6 +18,7 @@ from tracker import vocab
 from tracker.errors import NotFound, Problem, ValidationFailed
 from tracker.interchange import csv_format as fmt
 from tracker.interchange.tables import complete_pending_sites, reopen_pending_sites
+from tracker.protocol import Protocol
 from tracker.services.audit import write_event
 from tracker.services.record_checks import check_rows
 from tracker.services.record_store import (
@@ -31,6 +32,7 @@ from tracker.services.record_store import (
     current,
     finding_table,
     flat_path,
+    follow_record,
     insert_row,
     patient_by_id,
     patient_by_mrn,
@@ -57,11 +59,12 @@ def add_imaging_study(
     accession: Any = None,
     notes: Any = None,
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Record one study with all its site findings at once (each a dict of site, side,
     ho and the optional features of model-spec section 1). `notes` fills the notes of
     findings that have none. The returned Saved lists the findings as children."""
-    today = today or dt.date.today()
+    given_today, today = today, today or dt.date.today()
     if not findings:
         raise ValidationFailed(
             [Problem(STUDY.entity, None, "findings", "give at least one site finding")]
@@ -93,7 +96,8 @@ def add_imaging_study(
             audit(conn, actor, "create", STUDY, study_id, owner.mrn, None)
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
-    return Saved(STUDY.entity, study_id, 1, owner.mrn, tuple(children))
+    saved = Saved(STUDY.entity, study_id, 1, owner.mrn, tuple(children))
+    return follow_record(saved, engine=engine, protocol=protocol, today=given_today)
 
 
 def _finding_row(
@@ -113,13 +117,14 @@ def correct_imaging_study(
     expected_version: int,
     changes: Mapping[str, Any],
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Change a study's date, modality or accession and, with `findings`, its findings:
     row i corrects the study's i-th live finding in the patient page's order (site,
     then side), or the one whose `id` it names;
     rows beyond them add findings. Findings not mentioned are left as they are (void
     one with `void_record`). The study's version guards the whole change."""
-    today = today or dt.date.today()
+    given_today, today = today, today or dt.date.today()
     flat = dict(changes)
     given = list(flat.pop("findings", None) or [])
     notes = flat.pop("notes", None)
@@ -190,7 +195,8 @@ def correct_imaging_study(
             audit(conn, actor, "correct", STUDY, record_id, owner.mrn, without_timestamps(snapshot))
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
-    return Saved(STUDY.entity, record_id, version, owner.mrn)
+    saved = Saved(STUDY.entity, record_id, version, owner.mrn)
+    return follow_record(saved, engine=engine, protocol=protocol, today=given_today)
 
 
 def correct_site_finding(
@@ -201,9 +207,10 @@ def correct_site_finding(
     expected_version: int,
     changes: Mapping[str, Any],
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Change one site finding's fields (site, side, ho, features, notes)."""
-    today = today or dt.date.today()
+    given_today, today = today, today or dt.date.today()
     refuse_unknown(FINDING, changes, FINDING_FIELDS)
     try:
         with engine.begin() as conn:
@@ -234,7 +241,8 @@ def correct_site_finding(
             audit(conn, actor, "correct", FINDING, record_id, owner.mrn, without_timestamps(before))
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
-    return Saved(FINDING.entity, record_id, version, owner.mrn)
+    saved = Saved(FINDING.entity, record_id, version, owner.mrn)
+    return follow_record(saved, engine=engine, protocol=protocol, today=given_today)
 
 
 def sync_pending(conn: Connection, actor: str, study_id: int, mrn: str) -> None:

@@ -2,15 +2,17 @@
 interchange row, refuse duplicates and stale versions, write the audit row.
 
 `records` and `imaging_records` build the public services from these; nothing here
-commits on its own, every step runs inside the caller's transaction.
+commits on its own, every step runs inside the caller's transaction, except
+`follow_record`, which re-plans the patient's reminders once the change committed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -18,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from tracker.errors import Conflict, NotFound, Problem, StaleRecord, ValidationFailed
 from tracker.interchange import csv_format as fmt
 from tracker.interchange.csv_format import FileFormat
+from tracker.protocol import Protocol
 from tracker.services.audit import last_change, write_event
 from tracker.services.record_checks import check_rows, to_date
 from tracker.store.models import (
@@ -76,6 +79,39 @@ PATIENT = Kind("patient", patient_table, fmt.PATIENTS, "Patient")
 KINDS = {k.entity: k for k in (INJURY, STUDY, FINDING, BONE_SCAN, COURSE, PROCEDURE, LAB, PATIENT)}
 STUDY_FIELDS = ("date", "modality", "accession")
 FINDING_FIELDS = tuple(c for c in fmt.IMAGING.column_names if c not in ("mrn", *STUDY_FIELDS))
+
+
+log = logging.getLogger("tracker.records")
+Changed = TypeVar("Changed", Saved, tuple[Saved, ...])
+
+
+def follow_record(
+    saved: Changed, *, engine: Engine, protocol: Protocol | None, today: dt.date | None
+) -> Changed:
+    """The worklist follows the record (model-spec section 9, v2): once a record of a
+    patient is stored, corrected or voided, that patient's reminders are re-planned
+    (`planner.plan_patient`: the plan's own rules and comparison, that patient's rows
+    alone) as of `today`, else today in the clinic's time zone, so a reminder the
+    record satisfies is closed, and one a void reopens is open, before the caller
+    answers. Every record service ends here: the forms and the API pass the clinic
+    protocol they run under. Without a protocol (bulk tools, tests of the services
+    alone) nothing is planned; the next plan run picks the change up.
+
+    The record is committed by now, so a failed re-plan is logged, not raised: the
+    user's save stands, and the next plan run re-plans the patient."""
+    if protocol is None:
+        return saved
+    mrn = saved[0].mrn if isinstance(saved, tuple) else saved.mrn
+    from tracker.reminders.planner import plan_patient
+    from tracker.store.models import utcnow
+
+    now = utcnow()
+    as_of = today or now.astimezone(protocol.reminders.zone).date()
+    try:
+        plan_patient(engine=engine, mrn=mrn, as_of=as_of, protocol=protocol, now=now)
+    except Exception:  # noqa: BLE001 - the record is stored; the next plan run catches up
+        log.exception("reminders of %s not re-planned after a change of its records", mrn)
+    return saved
 
 
 def flat_path(_index: int, column: str) -> str:
@@ -203,9 +239,11 @@ def create(
     kind: Kind,
     values: Mapping[str, Any],
     today: dt.date | None,
+    protocol: Protocol | None = None,
 ) -> Saved:
-    """Check one flat record as its CSV row, store it with its audit row."""
-    today = today or dt.date.today()
+    """Check one flat record as its CSV row, store it with its audit row (then
+    `follow_record`)."""
+    given_today, today = today, today or dt.date.today()
     try:
         with engine.begin() as conn:
             owner = patient_by_mrn(conn, mrn)
@@ -224,7 +262,8 @@ def create(
             audit(conn, actor, "create", kind, record_id, owner.mrn, None)
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
-    return Saved(kind.entity, record_id, 1, owner.mrn)
+    saved = Saved(kind.entity, record_id, 1, owner.mrn)
+    return follow_record(saved, engine=engine, protocol=protocol, today=given_today)
 
 
 def audit(
@@ -319,8 +358,10 @@ def correct_flat(
     changes: Mapping[str, Any],
     today: dt.date | None,
     extra: Mapping[str, Any] | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
-    today = today or dt.date.today()
+    """Correct one flat record's fields (then `follow_record`)."""
+    given_today, today = today, today or dt.date.today()
     refuse_unknown(kind, changes, kind.columns)
     try:
         with engine.begin() as conn:
@@ -354,7 +395,8 @@ def correct_flat(
             )
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
-    return Saved(kind.entity, record_id, version, owner.mrn)
+    saved = Saved(kind.entity, record_id, version, owner.mrn)
+    return follow_record(saved, engine=engine, protocol=protocol, today=given_today)
 
 
 def without_timestamps(row: Mapping[str, Any]) -> dict[str, Any]:

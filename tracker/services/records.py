@@ -10,6 +10,12 @@ Each change and its audit row commit in one transaction. Corrections carry the
 version the user started from: if someone saved in between, `Conflict` is raised
 and nothing is written. Records are never deleted, only voided with a reason.
 
+Every service also takes `protocol` (the clinic protocol of the caller, the web app's
+for its forms and API): given, the patient's reminders are re-planned right after
+the change commits, as of today in the clinic's time zone (or `today`), so the
+worklist follows the record at once (model-spec section 9, v2; `follow_record`).
+A bulk import does not go through here: the next plan run plans it.
+
 Public surface (all return `Saved`, or a tuple of them for several measurements):
     add_injury(*, engine, actor, mrn, kind, date, notes=None, today=None)
     add_imaging_study(*, engine, actor, mrn, date, modality, findings, accession=None,
@@ -39,6 +45,7 @@ from sqlalchemy.engine import Engine
 from tracker import vocab
 from tracker.errors import Problem, ValidationFailed
 from tracker.interchange import csv_format as fmt
+from tracker.protocol import Protocol
 from tracker.services.imaging_records import (
     add_imaging_study,
     correct_imaging_study,
@@ -62,6 +69,7 @@ from tracker.services.record_store import (
     create,
     current,
     finding_table,
+    follow_record,
     insert_row,
     owner_of,
     patient_by_mrn,
@@ -105,9 +113,11 @@ def add_injury(
     date: Any,
     notes: Any = None,
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Record an injury (kind from model-spec section 1, date not in the future)."""
-    return create(engine, actor, mrn, INJURY, {"kind": kind, "date": date, "notes": notes}, today)
+    values = {"kind": kind, "date": date, "notes": notes}
+    return create(engine, actor, mrn, INJURY, values, today, protocol)
 
 
 def add_procedure(
@@ -121,10 +131,11 @@ def add_procedure(
     side: Any,
     notes: Any = None,
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Record a procedure (a resection starts the site afresh, model-spec section 3)."""
     values = {"kind": kind, "date": date, "site": site, "side": side, "notes": notes}
-    return create(engine, actor, mrn, PROCEDURE, values, today)
+    return create(engine, actor, mrn, PROCEDURE, values, today, protocol)
 
 
 def add_lab(
@@ -139,6 +150,7 @@ def add_lab(
     ref_low: Any = None,
     ref_high: Any = None,
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Record a lab result; above ref_high counts as elevated."""
     values = {
@@ -149,7 +161,7 @@ def add_lab(
         "ref_low": ref_low,
         "ref_high": ref_high,
     }
-    return create(engine, actor, mrn, LAB, values, today)
+    return create(engine, actor, mrn, LAB, values, today, protocol)
 
 
 def start_course(
@@ -167,6 +179,7 @@ def start_course(
     site: Any = None,
     side: Any = None,
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Start a treatment course (end_date on or after start_date when given)."""
     values = {
@@ -180,7 +193,7 @@ def start_course(
         "site": site,
         "side": side,
     }
-    return create(engine, actor, mrn, COURSE, values, today)
+    return create(engine, actor, mrn, COURSE, values, today, protocol)
 
 
 def stop_course(
@@ -192,6 +205,7 @@ def stop_course(
     end_date: Any,
     reason: Any,
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Stop a running course on `end_date`; the reason is kept in the audit row."""
     problems = []
@@ -210,6 +224,7 @@ def stop_course(
         {"end_date": end_date},
         today,
         extra={"stop_reason": str(reason).strip()},
+        protocol=protocol,
     )
 
 
@@ -221,9 +236,12 @@ def correct_injury(
     expected_version: int,
     changes: Mapping[str, Any],
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Change an injury's kind, date or notes (only the fields in `changes`)."""
-    return correct_flat(engine, actor, INJURY, record_id, expected_version, changes, today)
+    return correct_flat(
+        engine, actor, INJURY, record_id, expected_version, changes, today, protocol=protocol
+    )
 
 
 def correct_procedure(
@@ -234,9 +252,12 @@ def correct_procedure(
     expected_version: int,
     changes: Mapping[str, Any],
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Change a procedure's fields (only those in `changes`)."""
-    return correct_flat(engine, actor, PROCEDURE, record_id, expected_version, changes, today)
+    return correct_flat(
+        engine, actor, PROCEDURE, record_id, expected_version, changes, today, protocol=protocol
+    )
 
 
 def correct_lab(
@@ -247,9 +268,12 @@ def correct_lab(
     expected_version: int,
     changes: Mapping[str, Any],
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Change a lab result's fields (only those in `changes`)."""
-    return correct_flat(engine, actor, LAB, record_id, expected_version, changes, today)
+    return correct_flat(
+        engine, actor, LAB, record_id, expected_version, changes, today, protocol=protocol
+    )
 
 
 def correct_course(
@@ -260,9 +284,12 @@ def correct_course(
     expected_version: int,
     changes: Mapping[str, Any],
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Change a treatment course's fields (only those in `changes`)."""
-    return correct_flat(engine, actor, COURSE, record_id, expected_version, changes, today)
+    return correct_flat(
+        engine, actor, COURSE, record_id, expected_version, changes, today, protocol=protocol
+    )
 
 
 # ---------------------------------------------------------------- bone scans
@@ -278,10 +305,11 @@ def add_bone_scan(
     date: Any,
     measurements: Sequence[Mapping[str, Any]],
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> tuple[Saved, ...]:
     """Record the measurements of one scan day: each a dict of site, side, phase and
     ratio, or lesion_counts and reference_counts (the ratio is computed from them)."""
-    today = today or dt.date.today()
+    given_today, today = today, today or dt.date.today()
     if not measurements:
         raise ValidationFailed(
             [Problem(BONE_SCAN.entity, None, "measurements", "give at least one measurement")]
@@ -309,7 +337,7 @@ def add_bone_scan(
                 saved.append(Saved(BONE_SCAN.entity, record_id, 1, owner.mrn))
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
-    return tuple(saved)
+    return follow_record(tuple(saved), engine=engine, protocol=protocol, today=given_today)
 
 
 def correct_bone_scan(
@@ -320,6 +348,7 @@ def correct_bone_scan(
     expected_version: int,
     changes: Mapping[str, Any],
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Change one measurement. `changes` holds its fields, or (as the form sends it)
     `date` plus `measurements` with exactly one row."""
@@ -341,7 +370,9 @@ def correct_bone_scan(
     if flat.get("ratio") in (None, "") and "lesion_counts" in flat:
         # counts given without a ratio: the ratio follows from them (model-spec section 1)
         flat["ratio"] = None
-    return correct_flat(engine, actor, BONE_SCAN, record_id, expected_version, flat, today)
+    return correct_flat(
+        engine, actor, BONE_SCAN, record_id, expected_version, flat, today, protocol=protocol
+    )
 
 
 # ---------------------------------------------------------------- voiding
@@ -355,6 +386,7 @@ def void_record(
     record_id: int,
     expected_version: int,
     reason: Any,
+    protocol: Protocol | None = None,
 ) -> Saved:
     """Void a record with a reason: it stays stored and audited but no reader sees it.
 
@@ -395,4 +427,5 @@ def void_record(
             owner.mrn,
             without_timestamps(snapshot),
         )
-    return Saved(kind.entity, record_id, version, owner.mrn)
+    saved = Saved(kind.entity, record_id, version, owner.mrn)
+    return follow_record(saved, engine=engine, protocol=protocol, today=None)

@@ -141,7 +141,9 @@ LAB = FormSpec(
         Field("date", "Date", "date", required=True),
         Field("analyte", "Analyte", "select", choices(vocab.Analyte), True),
         Field("value", "Value", "number", required=True),
-        Field("unit", "Unit", required=True),
+        # every analyte's units (model-spec v2, section 1); a unit its analyte does not
+        # use is refused beside this field, with that analyte's units listed
+        Field("unit", "Unit", "select", vocab.ALL_LAB_UNITS, True),
         Field("ref_low", "Reference low", "number"),
         Field("ref_high", "Reference high", "number"),
     ),

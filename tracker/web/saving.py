@@ -3,6 +3,8 @@ the record services are called, shared by the forms and the API.
 
 Values stay the strings the form sent (blank means absent): the services validate
 them with the CSV import's own checks and name the field of any refused value.
+Every save, correction, stop and void passes the app's clinic protocol, so the
+services re-plan the patient's reminders before the response (model-spec section 9).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from tracker.errors import NotFound
+from tracker.protocol import Protocol
 from tracker.store.models import Patient, table_of
 from tracker.store.story import load_story
 from tracker.web.formspec import FormSpec, row_count
@@ -74,12 +77,20 @@ def split(spec: FormSpec, values: dict[str, str]) -> tuple[dict[str, Any], list[
     return top, rows
 
 
-def add(*, spec: FormSpec, engine: Engine, actor: str, mrn: str, values: dict[str, str]) -> Any:
+def add(
+    *,
+    spec: FormSpec,
+    engine: Engine,
+    actor: str,
+    mrn: str,
+    values: dict[str, str],
+    protocol: Protocol | None = None,
+) -> Any:
     top, rows = split(spec, values)
     if spec.rows_name:
         top[spec.rows_name] = rows
     adder = getattr(_records(), ADDERS[spec.slug])
-    return adder(engine=engine, actor=actor, mrn=mrn, **top)
+    return adder(engine=engine, actor=actor, mrn=mrn, protocol=protocol, **top)
 
 
 def correct(
@@ -91,6 +102,7 @@ def correct(
     record_id: int,
     expected_version: int,
     values: dict[str, str],
+    protocol: Protocol | None = None,
 ) -> Any:
     top, rows = split(spec, values)
     if spec.rows_name:
@@ -102,6 +114,7 @@ def correct(
         record_id=record_id,
         expected_version=expected_version,
         changes=top,
+        protocol=protocol,
     )
 
 
@@ -113,6 +126,7 @@ def void(
     record_id: int,
     expected_version: int,
     reason: Any,
+    protocol: Protocol | None = None,
 ) -> Any:
     """Void one record of the form's kind (a study with its findings), with a reason."""
     return _records().void_record(
@@ -122,6 +136,7 @@ def void(
         record_id=record_id,
         expected_version=expected_version,
         reason=reason,
+        protocol=protocol,
     )
 
 
@@ -133,6 +148,7 @@ def stop(
     course_id: int,
     expected_version: int,
     values: dict[str, str],
+    protocol: Protocol | None = None,
 ) -> Any:
     return _records().stop_course(
         engine=engine,
@@ -141,6 +157,7 @@ def stop(
         expected_version=expected_version,
         end_date=_blank_to_none(values.get("end_date")),
         reason=_blank_to_none(values.get("reason")),
+        protocol=protocol,
     )
 
 

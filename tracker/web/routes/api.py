@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from tracker import vocab
+from tracker.protocol import Protocol
 from tracker.services.patients import list_patients
 from tracker.web import saving
 from tracker.web.actions import acknowledge_reminder
@@ -35,6 +36,10 @@ MaxDate = dt.date(9999, 12, 31)
 
 def _protocol(request: Request) -> Any:
     return request.app.state.protocol
+
+
+# the clinic protocol the app runs under: a save re-plans the patient's reminders with it
+ProtocolDep = Annotated[Protocol, Depends(_protocol)]
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -208,7 +213,17 @@ class LabIn(BaseModel):
     date: Annotated[dt.date, Field(le=MaxDate)]
     analyte: vocab.Analyte
     value: Number
-    unit: Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[^\x00]*$")]
+    # checked against its analyte's units with the form's and the import's words (422)
+    unit: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=30,
+            pattern=r"^[^\x00]*$",
+            description="One of the analyte's units (model-spec v2, section 1): "
+            + "; ".join(f"{a} {', '.join(u)}" for a, u in vocab.LAB_UNITS.items()),
+        ),
+    ]
     ref_low: Number | None = None
     ref_high: Number | None = None
 
@@ -235,13 +250,15 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _add(slug: str, body: BaseModel, mrn: str, viewer: Viewer, engine: Any) -> dict[str, Any]:
+def _add(
+    slug: str, body: BaseModel, mrn: str, viewer: Viewer, engine: Any, protocol: Protocol
+) -> dict[str, Any]:
     require(viewer, CAN_EDIT, "add records")
     spec = FORMS[slug]
     saving.check_patient(engine=engine, mrn=mrn)
     saved = saving.add(
         spec=spec, engine=engine, actor=viewer.username, mrn=mrn,
-        values=_as_form(body, spec.rows_name),
+        values=_as_form(body, spec.rows_name), protocol=protocol,
     )  # fmt: skip
     return {"mrn": mrn, "saved": spec.entity, "id": _id_of(saved)}
 
@@ -253,33 +270,45 @@ def _id_of(saved: Any) -> Any:
 
 
 @router.post("/patients/{mrn}/injuries", status_code=201, summary="Add an injury")
-def api_add_injury(mrn: Mrn, body: InjuryIn, viewer: ApiViewer, engine: EngineDep) -> Any:
-    return _add("injuries", body, mrn, viewer, engine)
+def api_add_injury(
+    mrn: Mrn, body: InjuryIn, viewer: ApiViewer, engine: EngineDep, protocol: ProtocolDep
+) -> Any:
+    return _add("injuries", body, mrn, viewer, engine, protocol)
 
 
 @router.post("/patients/{mrn}/imaging", status_code=201, summary="Add an imaging study")
-def api_add_imaging(mrn: Mrn, body: ImagingStudyIn, viewer: ApiViewer, engine: EngineDep) -> Any:
-    return _add("imaging", body, mrn, viewer, engine)
+def api_add_imaging(
+    mrn: Mrn, body: ImagingStudyIn, viewer: ApiViewer, engine: EngineDep, protocol: ProtocolDep
+) -> Any:
+    return _add("imaging", body, mrn, viewer, engine, protocol)
 
 
 @router.post("/patients/{mrn}/bone-scans", status_code=201, summary="Add bone-scan measurements")
-def api_add_bone_scan(mrn: Mrn, body: BoneScanIn, viewer: ApiViewer, engine: EngineDep) -> Any:
-    return _add("bone-scans", body, mrn, viewer, engine)
+def api_add_bone_scan(
+    mrn: Mrn, body: BoneScanIn, viewer: ApiViewer, engine: EngineDep, protocol: ProtocolDep
+) -> Any:
+    return _add("bone-scans", body, mrn, viewer, engine, protocol)
 
 
 @router.post("/patients/{mrn}/courses", status_code=201, summary="Start a treatment course")
-def api_add_course(mrn: Mrn, body: CourseIn, viewer: ApiViewer, engine: EngineDep) -> Any:
-    return _add("courses", body, mrn, viewer, engine)
+def api_add_course(
+    mrn: Mrn, body: CourseIn, viewer: ApiViewer, engine: EngineDep, protocol: ProtocolDep
+) -> Any:
+    return _add("courses", body, mrn, viewer, engine, protocol)
 
 
 @router.post("/patients/{mrn}/procedures", status_code=201, summary="Add a procedure")
-def api_add_procedure(mrn: Mrn, body: ProcedureIn, viewer: ApiViewer, engine: EngineDep) -> Any:
-    return _add("procedures", body, mrn, viewer, engine)
+def api_add_procedure(
+    mrn: Mrn, body: ProcedureIn, viewer: ApiViewer, engine: EngineDep, protocol: ProtocolDep
+) -> Any:
+    return _add("procedures", body, mrn, viewer, engine, protocol)
 
 
 @router.post("/patients/{mrn}/labs", status_code=201, summary="Add a lab result")
-def api_add_lab(mrn: Mrn, body: LabIn, viewer: ApiViewer, engine: EngineDep) -> Any:
-    return _add("labs", body, mrn, viewer, engine)
+def api_add_lab(
+    mrn: Mrn, body: LabIn, viewer: ApiViewer, engine: EngineDep, protocol: ProtocolDep
+) -> Any:
+    return _add("labs", body, mrn, viewer, engine, protocol)
 
 
 # --- voiding ---------------------------------------------------------------------------------
@@ -299,6 +328,7 @@ def api_void(
     body: VoidIn,
     viewer: ApiViewer,
     engine: EngineDep,
+    protocol: ProtocolDep,
 ) -> dict[str, Any]:
     """The record (a study with its findings) stays stored and audited but is no longer
     read; `version` is the one the caller saw (409 if it changed since)."""
@@ -306,7 +336,7 @@ def api_void(
     spec = FORMS[entity]
     saved = saving.void(
         spec=spec, engine=engine, actor=viewer.username, record_id=record_id,
-        expected_version=body.version, reason=body.reason,
+        expected_version=body.version, reason=body.reason, protocol=protocol,
     )  # fmt: skip
     return {
         "mrn": saved.mrn,

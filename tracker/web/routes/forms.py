@@ -128,7 +128,10 @@ async def add_record(
         wanted = int(values["more_rows"]) if values["more_rows"].isdigit() else None
         return _show(request, mrn=mrn, spec=spec, heading=heading, values=values, rows=wanted)
     try:
-        saving.add(spec=spec, engine=engine, actor=viewer.username, mrn=mrn, values=values)
+        saving.add(
+            spec=spec, engine=engine, actor=viewer.username, mrn=mrn, values=values,
+            protocol=request.app.state.protocol,
+        )  # fmt: skip
     except ValidationFailed as failed:
         errors, general = _errors(failed)
         return _show(
@@ -176,7 +179,7 @@ async def correct_record(
     try:
         saving.correct(
             spec=spec, engine=engine, actor=viewer.username, mrn=mrn, record_id=record_id,
-            expected_version=version, values=values,
+            expected_version=version, values=values, protocol=request.app.state.protocol,
         )  # fmt: skip
     except ValidationFailed as failed:
         errors, general = _errors(failed)
@@ -217,6 +220,7 @@ async def void_record(
         saving.void(
             spec=spec, engine=engine, actor=viewer.username, record_id=record_id,
             expected_version=version, reason=typed.get("reason"),
+            protocol=request.app.state.protocol,
         )  # fmt: skip
     except ValidationFailed as failed:
         errors, _ = _errors(failed)
@@ -260,7 +264,7 @@ async def stop_course(
     try:
         saving.stop(
             engine=engine, actor=viewer.username, mrn=mrn, course_id=course_id,
-            expected_version=version, values=values,
+            expected_version=version, values=values, protocol=request.app.state.protocol,
         )  # fmt: skip
     except ValidationFailed as failed:
         errors, general = _errors(failed)
