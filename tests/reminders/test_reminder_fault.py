@@ -109,7 +109,9 @@ def test_killed_schedulers_deliver_every_reminder_exactly_once(tmp_path: Path) -
                 add_wave(engine, kill + 1, today)
             # kill at a random moment once it runs its jobs (not while it imports)
             wait_until_started(victim_log, starts=kill + 1)
-            time.sleep(chance.uniform(0.0, 0.6))
+            # up to 1.4 s, so some victims live long enough to claim and send (with at
+            # most 0.6 s, in one run of three no victim sent anything before its kill)
+            time.sleep(chance.uniform(0.1, 1.4))
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             kills += 1
