@@ -80,9 +80,20 @@ def create_app(
     app.state.protocol = protocol_from(settings.protocol_file)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    from tracker.web.routes import api, fhir, forms, pages
+    from tracker.web.routes import (
+        admin,
+        api,
+        board,
+        csvimport,
+        fhir,
+        forms,
+        patients,
+        signin,
+        worklist,
+    )
 
-    app.include_router(pages.router)
+    for pages in (signin, worklist, patients, board, csvimport, admin):
+        app.include_router(pages.router)
     app.include_router(forms.router)
     app.include_router(api.router, prefix=API_PREFIX)
     app.include_router(fhir.router)
