@@ -408,6 +408,9 @@ class Reminder(Timestamped, table=True):
     detail: str | None = Field(default=None, max_length=300)  # why the rule applies
     cancel_reason: str | None = Field(default=None, max_length=300)
     closed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    # who closed it by hand and why (issue 14: bulk acknowledge asks for a reason)
+    closed_by: str | None = Field(default=None, max_length=200)
+    ack_reason: str | None = Field(default=None, max_length=300)
     recipient: str | None = Field(default=None, max_length=254)
     attempts: int = Field(default=0, nullable=False)
     last_error: str | None = Field(default=None, max_length=500)
@@ -483,6 +486,36 @@ class UserAccount(Timestamped, table=True):
     role: str = Field(max_length=20, nullable=False)
     password_hash: str = Field(max_length=500, nullable=False)  # argon2id, never the password
     active: bool = Field(default=True, nullable=False)
+    # the user's own unit, for the worklist's "my team" filter (issue 14)
+    team: str | None = Field(
+        default=None,
+        max_length=100,
+        sa_column_args=[sa.ForeignKey("team.name", ondelete="SET NULL", onupdate="CASCADE")],
+    )
+    # set by an admin's password reset: the next sign-in must choose a new password
+    must_change_password: bool = Field(
+        default=False, nullable=False, sa_column_kwargs={"server_default": sa.false()}
+    )
+    last_signin_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class FlashNotice(SQLModel, table=True):
+    """A one-time notice for one browser session ("Reminder acknowledged"), written by
+    the request that did the work and shown, then deleted, by the next page that
+    session opens. Kept in the database, not in process memory or the URL, so any app
+    process shows it and no link can make the app say something it did not do."""
+
+    __tablename__ = "flash_notice"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_nonce: str = Field(max_length=64, nullable=False, index=True)
+    text: str = Field(max_length=1000, nullable=False)
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_type=sa.DateTime(timezone=True),
+        sa_column_kwargs={"server_default": sa.func.now()},
+        nullable=False,
+    )
 
 
 class ApiToken(SQLModel, table=True):

@@ -47,6 +47,7 @@ class Viewer:
     username: str
     role: str
     session_nonce: str | None  # None for API-token requests (no CSRF needed)
+    team: str | None = None  # the user's own unit ("my team" on the worklist)
 
     def may(self, allowed: frozenset[str]) -> bool:
         return self.role in allowed

@@ -30,11 +30,11 @@ def viewer_by_id(*, engine: Engine, user_id: int, nonce: str) -> Viewer | None:
     u = user_account.c
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(u.id, u.username, u.role, u.active).where(u.id == user_id)
+            sa.select(u.id, u.username, u.role, u.active, u.team).where(u.id == user_id)
         ).first()
     if row is None or not row.active:
         return None
-    return Viewer(row.id, row.username, row.role, nonce)
+    return Viewer(row.id, row.username, row.role, nonce, row.team)
 
 
 def viewer_by_token(*, engine: Engine, token: str) -> Viewer | None:

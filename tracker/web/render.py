@@ -32,11 +32,20 @@ def environment() -> Environment:
 def render(
     request: Request, template: str, context: dict[str, Any], *, status: int = 200
 ) -> HTMLResponse:
+    from tracker.web.flash import take_notices
+
     viewer = getattr(request.state, "viewer", None)
     csrf = getattr(request.state, "csrf", "")
     html = (
         environment()
         .get_template(template)
-        .render(request=request, viewer=viewer, csrf=csrf, path=request.url.path, **context)
+        .render(
+            request=request,
+            viewer=viewer,
+            csrf=csrf,
+            path=request.url.path,
+            notices=take_notices(request),
+            **context,
+        )
     )
     return HTMLResponse(html, status_code=status)
