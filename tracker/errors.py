@@ -6,8 +6,10 @@ to HTTP statuses. Each carries enough to name the bad field and the fix.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from tracker import labels
 
 
 class TrackerError(Exception):
@@ -28,8 +30,17 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
+        # file, line and column as the CSV spells them: the user finds the cell by them
         where = f"{self.source}:{self.line}" if self.line is not None else self.source
         return f"{where}: {self.field}: {self.reason}"
+
+    def sentence(self, values: Mapping[str, str] | None = None) -> str:
+        """The problem as a person says it, for a page: "Finding 2 (right hip): HO is
+        required" (`values`, the submitted form, name the row by its site and side)."""
+        said = str(labels.field_error(self.field, self.reason, values=values))
+        if self.line is not None:
+            return f"{self.source} line {self.line}: {said}"
+        return said
 
 
 class ValidationFailed(TrackerError):
@@ -40,7 +51,11 @@ class ValidationFailed(TrackerError):
         count = len(self.problems)
         first = str(self.problems[0]) if self.problems else "no details"
         more = f" (and {count - 1} more)" if count > 1 else ""
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} found: {first}{more}")
+        super().__init__(f"{labels.count(count, 'problem')} found: {first}{more}")
+
+    def sentences(self, values: Mapping[str, str] | None = None) -> list[str]:
+        """Every problem in words (see `Problem.sentence`)."""
+        return [problem.sentence(values) for problem in self.problems]
 
 
 class NotFound(TrackerError):

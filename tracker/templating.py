@@ -1,49 +1,53 @@
 """The one Jinja2 set-up shared by the surgeon reports and the web app: escaping on,
-undefined names an error, tidy whitespace, and vocab values shown as words."""
+undefined names an error, tidy whitespace, and vocabulary values shown as words
+(the words themselves live in `tracker.labels`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-# Values whose words are not just the token with spaces (model-spec v2): a site
-# without HO has no lesion to resect, so its readiness reads "no HO", never a verdict.
-LABELS: dict[str, str] = {
-    "not_applicable": "no HO",
-    "recurrence": "recurrence after resection",
-    "lapsed": "lapsed",
-    "passed": "forecast date passed",
-}
+from tracker import labels
 
-# What a status means, for the places that explain it beside the word.
-EXPLANATIONS: dict[str, str] = {
-    "lapsed": "long past when first planned, not sent",
-    "passed": "forecast date already passed: a new scan is due",
-}
+# Kept for callers that read them here; the one table is tracker.labels.
+LABELS = labels.VALUES
+EXPLANATIONS = labels.EXPLANATIONS
 
 
 def words(value: Any) -> str:
     """vocab values as words: 'insufficient_data' -> 'insufficient data',
-    'not_applicable' -> 'no HO'."""
-    if value is None:
-        return ""
-    text = str(value)
-    return LABELS.get(text, text.replace("_", " "))
+    'not_applicable' -> 'no HO', 'ct' -> 'CT'."""
+    return labels.words(value)
 
 
 def meaning(value: Any) -> str:
     """What a value means, in a sentence ('' when its words say it all)."""
-    return EXPLANATIONS.get("" if value is None else str(value), "")
+    return labels.meaning(value)
 
 
 def explained(value: Any) -> str:
     """A value's words with what it means, where that needs saying:
     'lapsed' -> 'lapsed — long past when first planned, not sent'."""
-    text = "" if value is None else str(value)
-    said = meaning(text)
-    return f"{words(text)} — {said}" if said else words(text)
+    return labels.explained(value)
+
+
+def marked_fields(
+    errors: Mapping[str, Any],
+    fields: Iterable[Any] = (),
+    rows_name: str | None = None,
+    row_fields: Iterable[Any] = (),
+    rows: int = 0,
+) -> int:
+    """How many of the `errors` (input name -> message) sit beside an input the form
+    shows: its top fields and `rows` repeated rows. A problem on anything else (the
+    version, a whole list) is not "marked below"."""
+    shown = {f.name for f in fields}
+    if rows_name:
+        shown |= {f"{rows_name}[{i}].{f.name}" for i in range(rows) for f in row_fields}
+    return sum(1 for name in errors if name in shown)
 
 
 def jinja_environment(templates: Path) -> Environment:
@@ -57,4 +61,16 @@ def jinja_environment(templates: Path) -> Environment:
     env.filters["words"] = words
     env.filters["explained"] = explained
     env.filters["meaning"] = meaning
+    env.filters["rule"] = labels.rule
+    env.filters["entity"] = labels.entity
+    env.filters["field"] = labels.field
+    env.filters["team"] = labels.team
+    env.filters["sentence"] = labels.sentence
+    env.filters["capital"] = labels.capital
+    env.filters["count"] = labels.count
+    env.filters["plural"] = labels.plural
+    env.globals["place"] = labels.place
+    env.globals["describe"] = labels.describe
+    env.globals["marked_fields"] = marked_fields
+    env.globals["error_summary"] = labels.summary
     return env

@@ -65,7 +65,7 @@ def test_lab_unit_outside_its_analyte_is_refused_everywhere(stored: Engine, tmp_
             data={**{k: str(v) for k, v in LAB.items()}, "csrf_token": csrf_in(form.text)},
         )
         assert page.status_code == 422
-        assert re.search(r'id="f-unit-err">[^<]*is not one of the units for alp', page.text)
+        assert re.search(r'id="f-unit-err">Unit [^<]*is not one of the units for ALP', page.text)
         assert "U/L, ukat/L" in page.text
 
         # the API: the same words at body.unit

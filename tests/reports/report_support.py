@@ -140,7 +140,8 @@ def assess_json(base: list[str], mrn: str, capsys: pytest.CaptureFixture[str]) -
 
 class ReportReader(HTMLParser):
     """The values a patient report shows, site by site, as `assess --json` spells
-    them: every element with data-field inside a site section, and its criteria."""
+    them: every element with data-field inside a site section, and its criteria. Where
+    the report shows words, its data-value holds the token, and that is read."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -149,6 +150,7 @@ class ReportReader(HTMLParser):
         self.ids: set[str] = set()
         self._stack: list[tuple[str, str | None]] = []  # (tag, field being read)
         self._text: dict[str, list[str]] = {}
+        self._values: dict[str, str] = {}  # data-value: the token behind the words shown
         self._criterion: dict[str, str] | None = None
         self._forecast_part: str | None = None
 
@@ -175,12 +177,15 @@ class ReportReader(HTMLParser):
         self._stack.append((tag, field))
         if field:
             self._text[field] = []
+            if a.get("data-value") is not None:  # words are shown; the token is kept here
+                self._values[field] = str(a["data-value"])
 
     def handle_endtag(self, tag: str) -> None:
         while self._stack:
             open_tag, field = self._stack.pop()
             if field and self.sites:
                 text = " ".join("".join(self._text.pop(field, [])).split())
+                text = self._values.pop(field, text)
                 if self._criterion is not None and field in ("name", "level", "status", "evidence"):
                     self._criterion[field] = text
                 elif field not in ("flags",):

@@ -87,7 +87,7 @@ def test_report_carries_header_as_of_disclaimer_figure_timeline_and_reminders(
     assert report.images and all(src.startswith("data:image/png;base64,") for src in report.images)
     # reminders: the table exists but nothing was planned yet
     assert "reminders-none" in report.ids
-    assert "resection hip right" in html  # the timeline
+    assert "resection right hip" in html  # the timeline, in words
 
 
 def test_planned_reminders_appear_in_the_report_and_the_board(

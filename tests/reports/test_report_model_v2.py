@@ -148,7 +148,7 @@ def test_board_report_gives_sites_without_ho_their_own_row_not_a_verdict(
     html = render_board_html(board)
     matrix = _table(html, "matrix")
     assert re.findall(r"<th>([^<]+)</th>", matrix.split("<tbody>")[0]) == [
-        "stage",
+        "Stage",
         "ready",
         "not ready",
         "insufficient data",
@@ -162,7 +162,7 @@ def test_board_report_gives_sites_without_ho_their_own_row_not_a_verdict(
     without = [x for x in board.sites if x.site["readiness"] == "not_applicable"]
     assert without and all(x.site["stage"] == "none" for x in without)
     assert no_ho.group(1).startswith(f"no HO, nothing to resect: <strong>{len(without)}</strong>")
-    assert f"{V2_MRN} hip right" in no_ho.group(1)
+    assert f"{V2_MRN} right hip" in no_ho.group(1)
     assert 'data-readiness="not_applicable"' not in matrix.replace(no_ho.group(0), "")
 
 

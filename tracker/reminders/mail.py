@@ -15,19 +15,28 @@ a kill in the microseconds between sending the commit and sending the dot.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime
 from enum import StrEnum
+from typing import Any
 
+from tracker import labels
 from tracker.config import Settings
+
+# Setting up a session (TCP, TLS, the greeting) waits at most this long, whatever
+# HO_TRACKER_SMTP_TIMEOUT_SECONDS allows a session's replies: an unreachable server
+# fails in seconds, so a run with thousands due cannot hang on it (issue 14).
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class Outcome(StrEnum):
@@ -56,6 +65,8 @@ class SmtpChannel:
         if not settings.smtp_host:
             raise ValueError("no SMTP server configured")
         self.settings = settings
+        self._sessions: set[smtplib.SMTP] = set()  # under way, for `abort`
+        self._sessions_lock = threading.Lock()
 
     @property
     def where(self) -> str:
@@ -76,12 +87,18 @@ class SmtpChannel:
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
         host, port, timeout = s.smtp_host or "", s.smtp_port, s.smtp_timeout_seconds
+        connect_timeout = min(timeout, CONNECT_TIMEOUT_SECONDS)
         smtp: smtplib.SMTP
         if s.smtp_tls == "ssl":
-            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=self._tls())
+            smtp = smtplib.SMTP_SSL(host, port, timeout=connect_timeout, context=self._tls())
         else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
+            smtp = smtplib.SMTP(host, port, timeout=connect_timeout)
+        with self._sessions_lock:
+            self._sessions.add(smtp)
         try:
+            if smtp.sock is not None:  # connected and greeted: replies may take longer
+                smtp.sock.settimeout(timeout)
+            smtp.timeout = timeout
             smtp.ehlo_or_helo_if_needed()
             if s.smtp_tls == "starttls":
                 smtp.starttls(context=self._tls())
@@ -90,6 +107,8 @@ class SmtpChannel:
                 password = s.smtp_password.get_secret_value() if s.smtp_password else ""
                 smtp.login(s.smtp_user, password)
         except BaseException:
+            with self._sessions_lock:
+                self._sessions.discard(smtp)
             smtp.close()  # no session: do not leave the socket open
             raise
         return smtp
@@ -166,9 +185,24 @@ class SmtpChannel:
                 )
             return SendResult(Outcome.failed, f"SMTP server {self.where}: {_say(error)}")
         finally:
+            with self._sessions_lock:
+                self._sessions.discard(smtp)
             # Inside an unfinished DATA a QUIT would be message text: just hang up,
             # and the server throws the unfinished message away.
             _close(smtp, polite=handed_over or not in_data)
+
+    def abort(self) -> None:
+        """Hang up every session under way, from any thread (a shutdown that cannot
+        wait for a slow server): `send` returns at once. A message not yet handed over
+        is discarded by the server (failed); one waiting for the answer to its final
+        dot ends unconfirmed, and is never sent again."""
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+        for smtp in sessions:
+            sock = smtp.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):  # already closed
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 def _close(smtp: smtplib.SMTP, polite: bool) -> None:
@@ -223,3 +257,31 @@ def compose(
         message[name] = value
     message.set_content(body)
     return message
+
+
+# --- what a reminder e-mail says, in words (tracker.labels), never tokens ---
+
+
+def reminder_words(rule: str, site: str | None, side: str | None) -> tuple[str, str]:
+    """A reminder's rule and place as the e-mail says them: ('maturity_bone_scan',
+    'hip', 'right') -> ('bone scan for maturity', ' (right hip)')."""
+    where = f" ({labels.place(site, side)})" if site else ""
+    return labels.rule(rule), where
+
+
+def why_words(detail: str | None) -> str:
+    """The reason a reminder was planned, with any token in it as words."""
+    return labels.sentence(detail or "")
+
+
+def digest_line(item: Mapping[str, Any]) -> str:
+    """One open reminder in a team's daily digest."""
+    what, where = reminder_words(item["rule"], item.get("site"), item.get("side"))
+    return (
+        f"- #{item['id']} {item['mrn']} {what}{where} "
+        f"due {item['due']} ({labels.words(item['status'])})"
+    )
+
+
+def digest_subject(team: str, day: str, open_count: int) -> str:
+    return f"HO tracker: {labels.count(open_count, 'open reminder')} for {team} ({day})"

@@ -58,6 +58,7 @@ class ReminderLine:
     status: str
     team: str | None = None
     detail: str | None = None
+    name: str | None = None  # the patient's name, shown beside the MRN when known
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class BoardSite:
     team: str | None
     site: dict[str, Any]  # one entry of to_json(...)["sites"]
     latest_scan: date | None = None  # latest delayed-phase scan (the rescan list)
+    name: str | None = None  # the patient's name, shown beside the MRN when known
 
 
 @dataclass(frozen=True)

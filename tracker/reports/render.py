@@ -19,7 +19,13 @@ from typing import Any, Literal
 from jinja2 import Environment
 from markupsafe import Markup
 
-from tracker.reports.content import DISCLAIMER, BoardReport, BoardSite, PatientReport
+from tracker.reports.content import (
+    DISCLAIMER,
+    BoardReport,
+    BoardSite,
+    PatientHeader,
+    PatientReport,
+)
 from tracker.reports.figures import (
     BOARD_PANELS_PER_PAGE,
     board_figure,
@@ -102,6 +108,15 @@ def figure_uris(figures: Iterable[Any], medium: Medium) -> list[str]:
 # --- the patient report ---------------------------------------------------------------
 
 
+def patient_line(header: PatientHeader) -> str:
+    """Whom a page is about, for the running header of every printed page: name, birth
+    date and MRN, so a loose page 3 cannot be filed with the wrong patient."""
+    born = f"born {header.birth_date.isoformat()}" if header.birth_date else "birth date unknown"
+    return " · ".join(
+        part for part in (header.name or "name not recorded", born, f"MRN {header.mrn}")
+    )
+
+
 def render_patient_html(report: PatientReport, medium: Medium = "screen") -> str:
     """The patient report as one self-contained HTML page."""
     sites = report.assessment["sites"]
@@ -110,6 +125,7 @@ def render_patient_html(report: PatientReport, medium: Medium = "screen") -> str
         .get_template("patient.html.j2")
         .render(
             r=report,
+            patient_line=patient_line(report.header),
             sites=sites,
             curves=[site.curve is not None for site in report.trend.sites],
             figures=figure_uris(trend_pages(report.trend), medium),
