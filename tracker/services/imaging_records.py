@@ -22,6 +22,7 @@ from tracker.protocol import Protocol
 from tracker.services.audit import write_event
 from tracker.services.record_checks import check_rows
 from tracker.services.record_store import (
+    BONE_SCAN,
     FINDING,
     FINDING_FIELDS,
     STUDY,
@@ -94,6 +95,129 @@ def add_imaging_study(
             # A new study has no pending DICOM sites: `dicom import` attaches them only
             # to studies it stores, and this one is refused if such a study exists.
             audit(conn, actor, "create", STUDY, study_id, owner.mrn, None)
+    except sa.exc.IntegrityError as error:
+        raise stored_together(error) from error
+    saved = Saved(STUDY.entity, study_id, 1, owner.mrn, tuple(children))
+    return follow_record(saved, engine=engine, protocol=protocol, today=given_today)
+
+
+PHASES = tuple(vocab.values(vocab.Phase))
+PHASE_FIELDS = ("ratio", "lesion_counts", "reference_counts")
+# a site of a bone scan: its finding, its reference region, and per phase its ratio
+# or counts, as `delayed_ratio`, `flow_lesion_counts`, ...
+SITE_FIELDS = (
+    *FINDING_FIELDS,
+    "reference_region",
+    *(f"{phase}_{name}" for phase in PHASES for name in PHASE_FIELDS),
+)
+
+
+NUCLEAR = (vocab.Modality.bone_scan.value, vocab.Modality.spect.value)
+NOT_NUCLEAR = "must be bone scan or SPECT here; add any other study as an imaging study"
+
+
+def add_bone_scan_study(
+    *,
+    engine: Engine,
+    actor: str,
+    mrn: str,
+    date: Any,
+    sites: Sequence[Mapping[str, Any]],
+    modality: Any = vocab.Modality.bone_scan.value,
+    accession: Any = None,
+    notes: Any = None,
+    today: dt.date | None = None,
+    protocol: Protocol | None = None,
+) -> Saved:
+    """A bone scan in one step (issue 14): the study, its finding at each site and
+    each site's ratios per phase, in one transaction, so a refused part leaves
+    nothing written. Each site holds a finding's fields (site, side, ho, uptake,
+    notes...), `reference_region`, and per phase (flow, blood_pool, delayed) its
+    `<phase>_ratio`, or `<phase>_lesion_counts` and `<phase>_reference_counts`; a
+    phase left blank was not measured. Problems are named `sites[i].<field>`, every
+    one found at once. The returned Saved lists the findings, then the measurements."""
+    given_today, today = today, today or dt.date.today()
+    if not sites:
+        raise ValidationFailed([Problem(STUDY.entity, None, "sites", "give at least one site")])
+    refuse_unknown_in_rows(FINDING, sites, SITE_FIELDS, "sites")
+    study = {"date": date, "modality": modality, "accession": accession}
+    # (site index, phase, measurement row) for every phase with anything given
+    measured = [
+        (i, phase, {**values, "phase": phase})
+        for i, site in enumerate(sites)
+        for phase in PHASES
+        for values in [{name: site.get(f"{phase}_{name}") for name in PHASE_FIELDS}]
+        if any(v not in (None, "") for v in values.values())
+    ]
+
+    def finding_path(index: int, column: str) -> str:
+        if column in STUDY_FIELDS or column in ("mrn", "file"):
+            return column
+        return f"sites[{index}].{column}" if column else f"sites[{index}]"
+
+    def measurement_path(index: int, column: str) -> str:
+        at, phase, _ = measured[index]
+        if column in ("date", "mrn", "file"):
+            return column
+        if column in ("", "site", "side", "reference_region"):
+            return finding_path(at, column)
+        return f"sites[{at}].{phase}_{'ratio' if column == 'phase' else column}"
+
+    try:
+        with engine.begin() as conn:
+            owner = patient_by_mrn(conn, mrn)
+            problems: set[Problem] = set()
+            if modality not in NUCLEAR:
+                problems.add(Problem(STUDY.entity, None, "modality", NOT_NUCLEAR))
+            findings: list[dict[str, Any]] = []
+            measurements: list[dict[str, Any]] = []
+            rows = [
+                _finding_row({k: v for k, v in s.items() if k in FINDING_FIELDS}, study, notes, mrn)
+                for s in sites
+            ]
+            shared = ("site", "side", "reference_region")
+            measures = [
+                {**row, **{k: sites[at].get(k) for k in shared}, "date": date, "mrn": owner.mrn}
+                for at, _, row in measured
+            ]
+            for frame, given, path, out in (
+                (fmt.IMAGING, rows, finding_path, findings),
+                (fmt.BONE_SCANS, measures, measurement_path, measurements),
+            ):
+                if not given:
+                    continue
+                try:
+                    out += check_rows(
+                        fmt=frame,
+                        rows=[{**row, "mrn": owner.mrn} for row in given],
+                        field_path=path,
+                        source=STUDY.entity,
+                        birth_date=owner.birth_date,
+                        today=today,
+                    )
+                except ValidationFailed as failed:  # report the ratios' problems too
+                    problems.update(failed.problems)
+            if problems:
+                raise ValidationFailed(problems)
+            head = {"patient_id": owner.id, **typed(STUDY, findings[0], STUDY_FIELDS)}
+            refuse_duplicate(conn, STUDY, head, "date")
+            study_id = insert_row(conn, STUDY, head)
+            children = []
+            for row in findings:
+                values = {"study_id": study_id, **typed(FINDING, row, FINDING_FIELDS)}
+                finding_id = insert_row(conn, FINDING, values)
+                children.append(Saved(FINDING.entity, finding_id, 1, owner.mrn))
+            audit(conn, actor, "create", STUDY, study_id, owner.mrn, None)
+            for j, row in enumerate(measurements):
+                stored = {"patient_id": owner.id, **typed(BONE_SCAN, row, BONE_SCAN.columns)}
+                key = {k: stored[k] for k in fmt.BONE_SCANS.key if k != "mrn"}
+                # stored before (an earlier import of the same scan): nothing is kept
+                refuse_duplicate(
+                    conn, BONE_SCAN, {"patient_id": owner.id, **key}, measurement_path(j, "ratio")
+                )
+                record_id = insert_row(conn, BONE_SCAN, stored)
+                audit(conn, actor, "create", BONE_SCAN, record_id, owner.mrn, None)
+                children.append(Saved(BONE_SCAN.entity, record_id, 1, owner.mrn))
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
     saved = Saved(STUDY.entity, study_id, 1, owner.mrn, tuple(children))

@@ -21,6 +21,8 @@ Public surface (all return `Saved`, or a tuple of them for several measurements)
     add_imaging_study(*, engine, actor, mrn, date, modality, findings, accession=None,
                       notes=None, today=None)          # findings: list of dicts
     add_bone_scan(*, engine, actor, mrn, date, measurements, today=None) -> tuple[Saved, ...]
+    add_bone_scan_study(*, engine, actor, mrn, date, sites, modality="bone_scan",
+                        accession=None, notes=None, today=None)  # study + findings + ratios
     start_course(*, engine, actor, mrn, agent, intent, start_date, end_date=None,
                  planned_weeks=None, dose=None, dose_unit=None, site=None, side=None, today=None)
     stop_course(*, engine, actor, course_id, expected_version, end_date, reason, today=None)
@@ -47,6 +49,7 @@ from tracker.errors import Problem, ValidationFailed
 from tracker.interchange import csv_format as fmt
 from tracker.protocol import Protocol
 from tracker.services.imaging_records import (
+    add_bone_scan_study,
     add_imaging_study,
     correct_imaging_study,
     correct_site_finding,
@@ -85,6 +88,7 @@ from tracker.services.record_store import (
 __all__ = [
     "Saved",
     "add_bone_scan",
+    "add_bone_scan_study",
     "add_imaging_study",
     "add_injury",
     "add_lab",

@@ -3,6 +3,11 @@
 Field names are the names `tracker.services.records` validates under, so a
 refused value comes back with the path of the input that holds it
 (`findings[1].brooker`) and the form shows the reason beside that input.
+
+A finding's feature that only some modalities can show names them (`modalities`):
+the form marks its input with them (a small script hides the others when the
+modality changes) and `misfits` refuses a value given for a study of another
+modality, so an ultrasound never carries a Brooker grade.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ class Field:
     choices: tuple[str, ...] = ()
     required: bool = False
     step: str = "any"
+    # the imaging modalities this field applies to; empty: every modality
+    modalities: tuple[str, ...] = ()
+    default: str = ""  # what a new form shows in it
 
 
 def choices(enum: type[StrEnum]) -> tuple[str, ...]:
@@ -35,14 +43,28 @@ class FormSpec:
     title: str
     entity: str  # the record's table (audit, correction)
     fields: tuple[Field, ...]
-    rows_name: str | None = None  # "findings" or "measurements"
+    rows_name: str | None = None  # "findings", "measurements" or "sites"
     row_fields: tuple[Field, ...] = field(default=())
     default_rows: int = 2
+    # a small table in each row: one line per grid row (the bone-scan phases), one
+    # input per grid field, named `rows[i].<grid row>_<grid field>` (`delayed_ratio`)
+    grid_rows: tuple[str, ...] = ()
+    grid_fields: tuple[Field, ...] = ()
 
 
 SITE = Field("site", "Site", "select", choices(vocab.Site), True)
 SIDE = Field("side", "Side", "select", choices(vocab.Side), True)
 GRADES = tuple(str(n) for n in range(5))
+
+# Which modality can show which feature of a finding (model-spec section 1: uptake on
+# bone_scan, spect and pet; section 3: the cortex of radiograph, ct and mri;
+# clinical-reference "How it evolves": vascularity is the ultrasound's Doppler,
+# soft tissue and calcification show on the anatomical modalities, Brooker and
+# Della Valle are graded on a radiograph or CT of the hip).
+ANATOMICAL = ("ultrasound", "radiograph", "ct", "mri")
+CORTEX_SEEN = tuple(m.value for m in vocab.Modality if m in vocab.CORTEX_MODALITIES)
+UPTAKE_SEEN = tuple(m.value for m in vocab.Modality if m in vocab.UPTAKE_MODALITIES)
+GRADED = ("radiograph", "ct")
 
 INJURY = FormSpec(
     "injuries",
@@ -69,21 +91,67 @@ IMAGING = FormSpec(
         SITE,
         SIDE,
         Field("ho", "HO", "select", choices(vocab.HoPresence), True),
-        Field("soft_tissue", "Soft tissue", "select", choices(vocab.SoftTissue)),
-        Field("calcification", "Calcification", "select", choices(vocab.Calcification)),
-        Field("cortex", "Cortex", "select", choices(vocab.Cortex)),
-        Field("trabeculae", "Trabeculae", "select", choices(vocab.Trabeculae)),
-        Field("vascularity", "Vascularity", "select", choices(vocab.Vascularity)),
-        Field("uptake", "Uptake", "select", choices(vocab.Uptake)),
-        Field("brooker", "Brooker grade", "select", GRADES),
-        Field("della_valle", "Della Valle class", "select", choices(vocab.DellaValle)),
+        Field(
+            "soft_tissue", "Soft tissue", "select", choices(vocab.SoftTissue),
+            modalities=ANATOMICAL,
+        ),
+        Field(
+            "calcification", "Calcification", "select", choices(vocab.Calcification),
+            modalities=ANATOMICAL,
+        ),
+        Field("cortex", "Cortex", "select", choices(vocab.Cortex), modalities=CORTEX_SEEN),
+        Field(
+            "trabeculae", "Trabeculae", "select", choices(vocab.Trabeculae),
+            modalities=CORTEX_SEEN,
+        ),
+        Field(
+            "vascularity", "Vascularity", "select", choices(vocab.Vascularity),
+            modalities=("ultrasound",),
+        ),
+        Field("uptake", "Uptake", "select", choices(vocab.Uptake), modalities=UPTAKE_SEEN),
+        Field("brooker", "Brooker grade", "select", GRADES, modalities=GRADED),
+        Field(
+            "della_valle", "Della Valle class", "select", choices(vocab.DellaValle),
+            modalities=GRADED,
+        ),
         Field("size_mm", "Size (mm)", "number"),
         Field("notes", "Notes"),
     ),
+)  # fmt: skip
+# A bone scan in one form (issue 14): the study, what it showed at each site and
+# the site's ratios for each phase, saved together (`add_bone_scan_study`).
+PHASES = choices(vocab.Phase)
+BONE_SCAN_STUDY = FormSpec(
+    "bone-scans",
+    "Bone scan",
+    "imaging_study",
+    (
+        Field("date", "Scan date", "date", required=True),
+        Field("modality", "Modality", "select", ("bone_scan", "spect"), True, default="bone_scan"),
+        Field("accession", "Accession number"),
+        Field("notes", "Notes", "textarea"),
+    ),
+    rows_name="sites",
+    row_fields=(
+        SITE,
+        SIDE,
+        Field("ho", "HO", "select", choices(vocab.HoPresence), True),
+        Field("uptake", "Uptake", "select", choices(vocab.Uptake)),
+        Field("reference_region", "Reference region"),
+        Field("notes", "Notes"),
+    ),
+    default_rows=2,
+    grid_rows=PHASES,
+    grid_fields=(
+        Field("ratio", "Ratio (lesion / reference)", "number"),
+        Field("lesion_counts", "Lesion ROI counts", "number"),
+        Field("reference_counts", "Reference ROI counts", "number"),
+    ),
 )
+# One stored measurement, as it is corrected (and as the API adds them).
 BONE_SCAN = FormSpec(
     "bone-scans",
-    "Bone-scan measurements",
+    "Bone-scan measurement",
     "bone_scan_measurement",
     (Field("date", "Scan date", "date", required=True),),
     rows_name="measurements",
@@ -149,8 +217,21 @@ LAB = FormSpec(
     ),
 )
 
+# The forms a record is corrected (and voided, and added through the API) with ...
 FORMS = {f.slug: f for f in (INJURY, IMAGING, BONE_SCAN, COURSE, PROCEDURE, LAB)}
+# ... and those a person adds one with: a bone scan is one form with its ratios.
+NEW_FORMS = {**FORMS, BONE_SCAN_STUDY.slug: BONE_SCAN_STUDY}
 MAX_ROWS = 12
+
+
+def grid_names(spec: FormSpec) -> list[str]:
+    """The input names of a row's grid: `flow_ratio`, ..., `delayed_reference_counts`."""
+    return [f"{line}_{f.name}" for line in spec.grid_rows for f in spec.grid_fields]
+
+
+def fits(f: Field, modality: str | None) -> bool:
+    """Whether a finding's field applies to a study of `modality` (unknown: yes)."""
+    return not f.modalities or not modality or modality in f.modalities
 
 
 def row_count(values: dict[str, str], spec: FormSpec, wanted: int | None) -> int:

@@ -9,17 +9,21 @@ services re-plan the patient's reminders before the response (model-spec section
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from tracker.errors import NotFound
+from tracker import vocab
+from tracker.errors import NotFound, Problem, ValidationFailed
 from tracker.protocol import Protocol
-from tracker.store.models import Patient, table_of
+from tracker.store.models import Patient, Reminder, table_of
 from tracker.store.story import load_story
-from tracker.web.formspec import FormSpec, row_count
+from tracker.templating import words
+from tracker.web.formspec import BONE_SCAN_STUDY, FormSpec, fits, grid_names, row_count
 
 # the add service of each form
 ADDERS = {
@@ -53,6 +57,98 @@ def check_patient(*, engine: Engine, mrn: str) -> None:
             raise NotFound(f"No patient with mrn '{mrn}'; check the number or import the patient.")
 
 
+@dataclass(frozen=True)
+class PatientBanner:
+    """Who a form is about, as `_banner.j2` shows it (any object with these names will
+    do there): so nobody enters a scan on the wrong patient."""
+
+    mrn: str
+    family_name: str | None
+    given_name: str | None
+    birth_date: dt.date | None
+    sex: str | None
+    team: str | None
+
+
+def patient_banner(*, engine: Engine, mrn: str) -> PatientBanner:
+    """The live patient's banner (one query); NotFound if there is no such patient."""
+    p = table_of(Patient).c
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(p.mrn, p.family_name, p.given_name, p.birth_date, p.sex, p.team).where(
+                p.mrn == mrn, p.voided_at.is_(None)
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"No patient with mrn '{mrn}'; check the number or import the patient.")
+    return PatientBanner(*row)
+
+
+@dataclass(frozen=True)
+class ReminderToClose:
+    """The reminder a form was opened from ("Record it"), as the form names it."""
+
+    id: int
+    rule: str
+    site: str | None
+    side: str | None
+    due: dt.date
+    status: str
+
+    @property
+    def open(self) -> bool:
+        return self.status in ("pending", "due", "sent")
+
+
+def reminder_of(*, engine: Engine, mrn: str, reminder_id: int) -> ReminderToClose:
+    """One of the patient's reminders; NotFound if it is not theirs (a form of one
+    patient never names, nor closes, another patient's reminder)."""
+    r, p = table_of(Reminder).c, table_of(Patient).c
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(r.id, r.rule, r.site, r.side, r.due, r.status)
+            .join_from(table_of(Reminder), table_of(Patient), r.patient_id == p.id)
+            .where(r.id == reminder_id, p.mrn == mrn)
+        ).first()
+    if row is None:
+        raise NotFound(f"Reminder {reminder_id} is not a reminder of {mrn}.")
+    return ReminderToClose(*row)
+
+
+def _a(text: str) -> str:
+    return ("an " if text[:1] in "aeiou" else "a ") + text
+
+
+def misfits(spec: FormSpec, values: dict[str, str]) -> list[Problem]:
+    """Values given for a finding's feature its study's modality cannot show (an
+    ultrasound with a Brooker grade): each refused beside its input, with the fix."""
+    modality = values.get("modality") or None
+    if not spec.rows_name or modality not in vocab.values(vocab.Modality):
+        return []  # an unknown modality is refused by the service, beside its own input
+    problems = []
+    for i in range(row_count(values, spec, None)):
+        for f in spec.row_fields:
+            name = f"{spec.rows_name}[{i}].{f.name}"
+            if values.get(name) and not fits(f, modality):
+                applies = ", ".join(words(m) for m in f.modalities)
+                problems.append(
+                    Problem(
+                        spec.entity,
+                        None,
+                        name,
+                        f"does not apply to {_a(words(modality))} (only to {applies}); "
+                        "leave it blank or change the modality",
+                    )
+                )
+    return problems
+
+
+def _refuse_misfits(spec: FormSpec, values: dict[str, str]) -> None:
+    problems = misfits(spec, values)
+    if problems:
+        raise ValidationFailed(problems)
+
+
 def _blank_to_none(value: str | None) -> str | None:
     return value if value not in (None, "") else None
 
@@ -64,10 +160,12 @@ def split(spec: FormSpec, values: dict[str, str]) -> tuple[dict[str, Any], list[
     rows: list[dict[str, Any]] = []
     if spec.rows_name:
         for i in range(row_count(values, spec, None)):
-            row = {
-                f.name: _blank_to_none(values.get(f"{spec.rows_name}[{i}].{f.name}"))
-                for f in spec.row_fields
+            at = f"{spec.rows_name}[{i}]"
+            row: dict[str, Any] = {
+                f.name: _blank_to_none(values.get(f"{at}.{f.name}")) for f in spec.row_fields
             }
+            for name in grid_names(spec):  # a bone-scan site's ratios, per phase
+                row[name] = _blank_to_none(values.get(f"{at}.{name}"))
             if any(v is not None for v in row.values()):
                 # a correction names the stored finding it changes
                 named = values.get(f"{spec.rows_name}[{i}].id", "")
@@ -86,10 +184,13 @@ def add(
     values: dict[str, str],
     protocol: Protocol | None = None,
 ) -> Any:
+    _refuse_misfits(spec, values)
     top, rows = split(spec, values)
     if spec.rows_name:
         top[spec.rows_name] = rows
-    adder = getattr(_records(), ADDERS[spec.slug])
+    adder = getattr(
+        _records(), "add_bone_scan_study" if spec is BONE_SCAN_STUDY else ADDERS[spec.slug]
+    )
     return adder(engine=engine, actor=actor, mrn=mrn, protocol=protocol, **top)
 
 
@@ -104,6 +205,7 @@ def correct(
     values: dict[str, str],
     protocol: Protocol | None = None,
 ) -> Any:
+    _refuse_misfits(spec, values)
     top, rows = split(spec, values)
     if spec.rows_name:
         top[spec.rows_name] = rows
