@@ -61,6 +61,42 @@ def users_list() -> None:
     out.print(table)
 
 
+@users_app.command("reset-password")
+def users_reset_password(
+    username: Annotated[str, typer.Argument(help="Whose password to reset.")],
+    temporary: Annotated[
+        bool,
+        typer.Option(
+            "--temporary/--prompt",
+            help="Make a temporary password and print it once (default), or prompt for one.",
+        ),
+    ] = True,
+) -> None:
+    """Reset a password; the user must choose their own at their next sign-in. The way
+    back in for an admin locked out of the web app."""
+    from tracker.cli import _engine, out
+    from tracker.services.users import reset_password
+
+    chosen = None if temporary else _password()
+    given = reset_password(engine=_engine(), username=username, password=chosen)
+    if temporary:
+        print(given)
+    out.print(f"Reset the password of {username}: they must choose a new one when they sign in.")
+
+
+@users_app.command("role")
+def users_role(
+    username: Annotated[str, typer.Argument(help="Whose role to change.")],
+    role: Annotated[str, typer.Argument(help=f"One of {ROLES}.")],
+) -> None:
+    """Change what a user may do; the last active admin keeps the role."""
+    from tracker.cli import _engine, out
+    from tracker.services.users import set_role
+
+    user = set_role(engine=_engine(), username=username, role=role)
+    out.print(f"{user.username} is now a {user.role}.")
+
+
 @users_app.command("token")
 def users_token(
     username: Annotated[str, typer.Argument(help="Whose token it is.")],

@@ -7,12 +7,18 @@ Public surface:
     user_for_token(*, engine, token) -> User | None
     list_users(*, engine) -> list[User]
     set_role(*, engine, username, role, actor=None) -> User
+    set_team(*, engine, username, team, actor=None) -> User
     deactivate(*, engine, username, actor=None) -> User    # an admin never themselves
     reactivate(*, engine, username, actor=None) -> User
+    reset_password(*, engine, username, password=None, actor=None) -> str
+    change_password(*, engine, username, current, new) -> User
+    mark_signed_in(conn, *, user_id, at=None) -> None
 
-Changes to a user (role, whether they may sign in) are audited as `correct` of the
-`user_account` row, a new API token as `create` of an `api_token` row (its name,
-never the token).
+Changes to a user (role, team, whether they may sign in, a password reset or change)
+are audited as `correct` of the `user_account` row, never with a password or its
+hash; a new API token as `create` of an `api_token` row (its name, never the token).
+Neither a role change nor disabling may leave the clinic without an active admin
+(issue 14): nobody could then manage users or read the audit trail.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from sqlalchemy.engine import Connection, Engine
 from tracker import vocab
 from tracker.errors import Conflict, NotFound, Problem, TrackerError, ValidationFailed
 from tracker.services.audit import write_event
-from tracker.store.models import ApiToken, UserAccount, table_of
+from tracker.store.models import ApiToken, Team, UserAccount, table_of
 
 MIN_PASSWORD = 8
 user_account = table_of(UserAccount)
 api_token = table_of(ApiToken)
+team_table = table_of(Team)
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both paths cost one argon2 check.
 _DUMMY_HASH = _hasher.hash("not a password anyone uses")
@@ -47,14 +54,41 @@ class User:
     role: str
     active: bool
     created_at: dt.datetime
+    team: str | None = None
+    must_change_password: bool = False  # set by an admin's reset, cleared by a change
+    last_signin_at: dt.datetime | None = None  # UTC
 
 
 def _user(row: sa.RowMapping) -> User:
-    return User(row["id"], row["username"], row["role"], bool(row["active"]), row["created_at"])
+    return User(
+        row["id"],
+        row["username"],
+        row["role"],
+        bool(row["active"]),
+        row["created_at"],
+        row["team"],
+        bool(row["must_change_password"]),
+        _utc(row["last_signin_at"]),
+    )
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes; every stored timestamp is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=dt.UTC)
 
 
 def _problem(field: str, reason: str) -> ValidationFailed:
     return ValidationFailed([Problem("user", None, field, reason)])
+
+
+def _check_password(password: str, field: str = "password") -> str:
+    if not password or len(password) < MIN_PASSWORD or not password.strip():
+        raise _problem(field, f"must be at least {MIN_PASSWORD} characters")
+    if len(password) > 1000:
+        raise _problem(field, "is longer than 1000 characters")
+    return password
 
 
 def _check_role(role: str) -> str:
@@ -74,9 +108,7 @@ def add_user(
     if len(username) > 200:
         raise _problem("username", "is longer than 200 characters")
     _check_role(role)
-    if not password or len(password) < MIN_PASSWORD or not password.strip():
-        raise _problem("password", f"must be at least {MIN_PASSWORD} characters")
-    hashed = _hasher.hash(password)
+    hashed = _hasher.hash(_check_password(password))
     try:
         with engine.begin() as conn:
             if _find(conn, username) is not None:
@@ -197,24 +229,38 @@ def list_users(*, engine: Engine) -> list[User]:
         return [_user(row) for row in rows]
 
 
+def _active_admins(conn: Connection) -> list[int]:
+    """The ids of the active admins, locked until the transaction ends (on PostgreSQL),
+    so two admins demoting each other at once cannot both succeed."""
+    u = user_account.c
+    query = sa.select(u.id).where(u.role == vocab.Role.admin.value, u.active).order_by(u.id)
+    return [row.id for row in conn.execute(query.with_for_update())]
+
+
 def _change(
     engine: Engine,
     username: str,
     actor: str | None,
     *,
     revoke_tokens: bool = False,
+    unaudited: dict[str, object] | None = None,
+    noted: dict[str, object] | None = None,
     **values: object,
 ) -> User:
-    """Update one user and audit the change (`correct`, with before and after)."""
+    """Update one user and audit the change (`correct`, with before and after).
+    `unaudited` values are written but never put in the trail (a password hash);
+    `noted` is added to the trail's `after` to say what happened to them."""
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
+        admins = _active_admins(conn) if {"role", "active"} & values.keys() else []
         before = _find(conn, username)
         if before is None:
             raise NotFound(f"No user named '{username}'.")
+        _keep_an_admin(before, admins, values)
         conn.execute(
             sa.update(user_account)
             .where(user_account.c.id == before.id)
-            .values(**values, updated_at=now)
+            .values(**values, **(unaudited or {}), updated_at=now)
         )
         if revoke_tokens:
             conn.execute(
@@ -232,18 +278,50 @@ def _change(
             entity_id=found.id,
             mrn=None,
             before={key: getattr(before, key) for key in values},
-            after={key: getattr(found, key) for key in values},
+            after={key: getattr(found, key) for key in values} | (noted or {}),
         )
     return found
 
 
+def _keep_an_admin(before: User, admins: list[int], values: dict[str, object]) -> None:
+    """Refuse the change that would leave no active admin."""
+    if before.id not in admins or len(admins) > 1:
+        return
+    if values.get("active", True) and values.get("role", before.role) == vocab.Role.admin:
+        return
+    what = (
+        f"disable {before.username}"
+        if not values.get("active", True)
+        else f"make {before.username} a {values['role']}"
+    )
+    raise TrackerError(
+        f"Cannot {what}: they are the last active admin, and without one nobody could "
+        "manage users or read the audit trail. Make another user an admin first."
+    )
+
+
 def set_role(*, engine: Engine, username: str, role: str, actor: str | None = None) -> User:
+    """Change what a user may do; never the last active admin's (see `_keep_an_admin`)."""
     return _change(engine, username, actor, role=_check_role(role))
+
+
+def set_team(*, engine: Engine, username: str, team: str | None, actor: str | None = None) -> User:
+    """Put a user in one of the clinic's teams (their worklist's "my team"), or none."""
+    team = (team or "").strip() or None
+    if team is not None:
+        with engine.connect() as conn:
+            known = conn.execute(
+                sa.select(team_table.c.name).where(team_table.c.name == team)
+            ).first()
+        if known is None:
+            raise _problem("team", f"'{team}' is not one of the clinic's teams; choose one")
+    return _change(engine, username, actor, team=team)
 
 
 def deactivate(*, engine: Engine, username: str, actor: str | None = None) -> User:
     """Sign a user out: their sessions stop working and their API tokens are revoked;
-    their name stays in the audit trail. An admin may not deactivate themselves."""
+    their name stays in the audit trail. An admin may not deactivate themselves, and
+    the last active admin may not be deactivated."""
     if actor is not None and actor == username:
         raise TrackerError(
             f"You cannot disable your own account ({username}); ask another admin to."
@@ -254,3 +332,61 @@ def deactivate(*, engine: Engine, username: str, actor: str | None = None) -> Us
 def reactivate(*, engine: Engine, username: str, actor: str | None = None) -> User:
     """Let a deactivated user sign in again; tokens revoked meanwhile stay revoked."""
     return _change(engine, username, actor, active=True)
+
+
+# A temporary password is read aloud or copied once: no look-alike characters.
+_TEMPORARY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+def temporary_password() -> str:
+    """Like 'k7mq-x2pa-9vhr': about 59 bits, easy to read out and type once."""
+    groups = ("".join(secrets.choice(_TEMPORARY_ALPHABET) for _ in range(4)) for _ in range(3))
+    return "-".join(groups)
+
+
+def reset_password(
+    *, engine: Engine, username: str, password: str | None = None, actor: str | None = None
+) -> str:
+    """Give a user a new password (the one given, else a temporary one made here) that
+    they must replace at their next sign-in. Returns it, to be shown once; the trail
+    notes the reset, never the password."""
+    chosen = _check_password(password) if password is not None else temporary_password()
+    _change(
+        engine,
+        username,
+        actor,
+        unaudited={"password_hash": _hasher.hash(chosen)},
+        noted={"password": "reset by an admin"},
+        must_change_password=True,
+    )
+    return chosen
+
+
+def change_password(*, engine: Engine, username: str, current: str, new: str) -> User:
+    """A signed-in user replaces their own password; the current one must match, and
+    the new one must differ from it. Clears a pending forced change."""
+    if not current:
+        raise _problem("current_password", "is required: type the password you signed in with")
+    _check_password(new, "new_password")
+    if new == current:
+        raise _problem("new_password", "is the same as the current password; choose another")
+    if authenticate(engine=engine, username=username, password=current) is None:
+        raise _problem("current_password", "does not match your password; type it again")
+    return _change(
+        engine,
+        username,
+        username,
+        unaudited={"password_hash": _hasher.hash(new)},
+        noted={"password": "changed by its user"},
+        must_change_password=False,
+    )
+
+
+def mark_signed_in(conn: Connection, *, user_id: int, at: dt.datetime | None = None) -> None:
+    """Note a successful sign-in (the users page shows the last one), inside the
+    transaction that writes its audit row."""
+    conn.execute(
+        sa.update(user_account)
+        .where(user_account.c.id == user_id)
+        .values(last_signin_at=at or dt.datetime.now(dt.UTC))
+    )

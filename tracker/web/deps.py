@@ -3,13 +3,18 @@
 Pages accept the session cookie only; the API accepts a bearer token or the
 session cookie (then unsafe methods need the X-CSRF-Token header, as forms need
 their hidden field).
+
+A user whose password an admin reset must choose a new one first (issue 14): until
+they do, every page but the change-password page and sign-out sends them there, and
+the API refuses their session (not their API tokens, which the reset does not touch).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 
 import tracker.web.identity as identity
@@ -25,32 +30,57 @@ from tracker.web.auth import (
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CHANGE_PASSWORD_PATH = "/account/password"
 
 
-def _session_viewer(request: Request) -> Viewer | None:
+class PasswordChangeDue(HTTPException):
+    """Sends a page request to the change-password page, keeping where it was going."""
+
+    def __init__(self, request: Request):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        next_part = f"?next={quote(target)}" if request.method in SAFE_METHODS else ""
+        super().__init__(303, headers={"Location": CHANGE_PASSWORD_PATH + next_part})
+
+
+def _session(request: Request) -> identity.SessionUser | None:
     signer = signer_of(request)
     found = signer.read(request.cookies.get(SESSION_COOKIE))
     if found is None:
         return None
     user_id, nonce = found
-    viewer = identity.viewer_by_id(engine=engine_of(request), user_id=user_id, nonce=nonce)
-    if viewer is not None:
+    session = identity.session_user(engine=engine_of(request), user_id=user_id, nonce=nonce)
+    if session is not None:
         request.state.csrf = signer.csrf_token(nonce)
-    return viewer
+    return session
 
 
-async def page_viewer(request: Request) -> Viewer:
+async def _page_session(request: Request) -> identity.SessionUser:
     """The signed-in user of a page; forms (POST) must carry this session's token."""
-    viewer = _session_viewer(request)
-    if viewer is None:
+    session = _session(request)
+    if session is None:
         raise NotSignedIn()
+    viewer = session.viewer
     request.state.viewer = viewer
     if request.method not in SAFE_METHODS:
         form = await request.form()
         token = form.get(CSRF_FIELD)
         if not signer_of(request).csrf_ok(viewer.session_nonce, str(token) if token else None):
             raise BadCsrf()
-    return viewer
+    return session
+
+
+async def page_viewer(request: Request) -> Viewer:
+    """The signed-in user of a page, once any password change an admin asked for is done."""
+    session = await _page_session(request)
+    if session.must_change_password:
+        raise PasswordChangeDue(request)
+    return session.viewer
+
+
+async def account_session(request: Request) -> identity.SessionUser:
+    """The signed-in user, even with a password change due: for the change-password
+    page itself and for signing out."""
+    return await _page_session(request)
 
 
 def api_viewer(request: Request) -> Viewer:
@@ -63,9 +93,14 @@ def api_viewer(request: Request) -> Viewer:
             raise NotSignedIn()
         request.state.viewer = viewer
         return viewer
-    viewer = _session_viewer(request)
-    if viewer is None:
+    session = _session(request)
+    if session is None:
         raise NotSignedIn()
+    if session.must_change_password:
+        raise HTTPException(
+            403, "Choose a new password first: an admin reset it. Sign in to the web app."
+        )
+    viewer = session.viewer
     if request.method not in SAFE_METHODS and not signer_of(request).csrf_ok(
         viewer.session_nonce, request.headers.get(CSRF_HEADER)
     ):
@@ -79,5 +114,6 @@ def engine_dep(request: Request) -> Engine:
 
 
 PageViewer = Annotated[Viewer, Depends(page_viewer)]
+AccountSession = Annotated[identity.SessionUser, Depends(account_session)]
 ApiViewer = Annotated[Viewer, Depends(api_viewer)]
 EngineDep = Annotated[Engine, Depends(engine_dep)]

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tracker.errors import NotFound
-from tracker.services.audit import audit_trail, record_view, write_event
-from tracker.services.users import authenticate, list_users, user_for_token
+from tracker.services.audit import (
+    AuditFilters,
+    AuditPage,
+    audit_page,
+    record_view,
+    write_event,
+)
+from tracker.services.users import authenticate, list_users, mark_signed_in, user_for_token
 from tracker.store.models import AuditEvent, UserAccount, table_of
 from tracker.web.auth import FAILURE_WINDOW, MAX_FAILURES, Viewer
 
@@ -25,16 +32,35 @@ user_account = table_of(UserAccount)
 audit_event = table_of(AuditEvent)
 
 
-def viewer_by_id(*, engine: Engine, user_id: int, nonce: str) -> Viewer | None:
-    """The active user a session cookie names (a deactivated user is signed out)."""
+@dataclass(frozen=True)
+class SessionUser:
+    """Who a session cookie names, and whether they must choose a new password before
+    they may use any other page (an admin reset it, issue 14)."""
+
+    viewer: Viewer
+    must_change_password: bool
+
+
+def session_user(*, engine: Engine, user_id: int, nonce: str) -> SessionUser | None:
+    """The active user a session cookie names (a deactivated user is signed out), in
+    one indexed query per request."""
     u = user_account.c
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(u.id, u.username, u.role, u.active, u.team).where(u.id == user_id)
+            sa.select(u.id, u.username, u.role, u.active, u.team, u.must_change_password).where(
+                u.id == user_id
+            )
         ).first()
     if row is None or not row.active:
         return None
-    return Viewer(row.id, row.username, row.role, nonce, row.team)
+    viewer = Viewer(row.id, row.username, row.role, nonce, row.team)
+    return SessionUser(viewer, bool(row.must_change_password))
+
+
+def viewer_by_id(*, engine: Engine, user_id: int, nonce: str) -> Viewer | None:
+    """The active user a session cookie names (a deactivated user is signed out)."""
+    found = session_user(engine=engine, user_id=user_id, nonce=nonce)
+    return found.viewer if found is not None else None
 
 
 def viewer_by_token(*, engine: Engine, token: str) -> Viewer | None:
@@ -66,7 +92,8 @@ def _address_json(address: str) -> str:
 
 
 def sign_in(*, engine: Engine, username: str, password: str, address: str) -> Viewer | None:
-    """The user if the password matches; every attempt is written to the audit trail."""
+    """The user if the password matches; every attempt is written to the audit trail,
+    and a successful one is the user's last sign-in."""
     user = None
     if username and password:
         user = authenticate(engine=engine, username=username, password=password)
@@ -82,9 +109,11 @@ def sign_in(*, engine: Engine, username: str, password: str, address: str) -> Vi
             mrn=None,
             after={"address": address},
         )
+        if user is not None:
+            mark_signed_in(conn, user_id=int(user.id))
     if user is None:
         return None
-    return Viewer(int(user.id), str(user.username), str(user.role), None)
+    return Viewer(int(user.id), str(user.username), str(user.role), None, user.team)
 
 
 def log_view(*, engine: Engine, viewer: Viewer, mrn: str, what: str) -> None:
@@ -114,9 +143,10 @@ def log_event(
 
 
 def audit_rows(
-    *, engine: Engine, mrn: str | None, username: str | None, limit: int = 500
-) -> list[Any]:
-    return list(audit_trail(engine=engine, mrn=mrn, username=username, limit=limit))
+    *, engine: Engine, filters: AuditFilters, zone: dt.tzinfo, after: str | None = None
+) -> AuditPage:
+    """One page of the audit trail for the admin's page (`services.audit.audit_page`)."""
+    return audit_page(engine=engine, filters=filters, zone=zone, after=after)
 
 
 def user_rows(*, engine: Engine) -> list[Any]:

@@ -1,4 +1,5 @@
-"""Signing in and out."""
+"""Signing in and out, and changing one's own password (also the page a user whose
+password an admin reset is held on until they choose a new one, issue 14)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 import tracker.web.identity as identity
+from tracker.errors import Problem, ValidationFailed
 from tracker.web.auth import (
     SESSION_COOKIE,
     SESSION_HOURS,
@@ -18,7 +20,8 @@ from tracker.web.auth import (
 from tracker.web.clinic import (
     safe_next,
 )
-from tracker.web.deps import EngineDep, PageViewer
+from tracker.web.deps import CHANGE_PASSWORD_PATH, AccountSession, EngineDep
+from tracker.web.flash import flash
 from tracker.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -31,7 +34,13 @@ def signin_page(request: Request, next: str | None = None) -> Response:
 
 
 def _signin_form(
-    request: Request, *, next_url: str, error: str | None, username: str, status: int = 200
+    request: Request,
+    *,
+    next_url: str,
+    error: str | None,
+    username: str,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
 ) -> Response:
     nonce = request.cookies.get(PRE_SESSION_COOKIE) or secrets.token_urlsafe(16)
     response = render(
@@ -41,6 +50,7 @@ def _signin_form(
             "signin_csrf": signer_of(request).anonymous_csrf(nonce),
             "next_url": next_url,
             "error": error,
+            "errors": errors or {},
             "username": username,
         },
         status=status,
@@ -66,6 +76,18 @@ def signin(
         raise BadCsrf()
     address = request.client.host if request.client else "unknown"
     next_url = safe_next(next)
+    blank = {
+        field: reason
+        for field, value, reason in (
+            ("username", username, "Type your user name."),
+            ("password", password, "Type your password."),
+        )
+        if not value.strip()
+    }
+    if blank:  # nothing to check yet: not a failed sign-in, nothing counted
+        return _signin_form(
+            request, next_url=next_url, error=None, errors=blank, username=username, status=422
+        )
     if identity.too_many_failures(engine=engine, username=username, address=address):
         return _signin_form(
             request,
@@ -85,6 +107,7 @@ def signin(
             status=401,
         )
     cookie, _ = signer.cookie_for(viewer.user_id)
+    # a password an admin reset sends the first page on to the change-password page
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -99,7 +122,69 @@ def signin(
 
 
 @router.post("/signout")
-def signout(viewer: PageViewer) -> Response:
+def signout(session: AccountSession) -> Response:
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
+
+
+@router.get(CHANGE_PASSWORD_PATH)
+def change_password_page(
+    request: Request, session: AccountSession, next: str | None = None
+) -> Response:
+    return _change_form(request, session, next_url=safe_next(next))
+
+
+def _change_form(
+    request: Request,
+    session: identity.SessionUser,
+    *,
+    next_url: str,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "change_password.j2",
+        {
+            "password_due": session.must_change_password,
+            "next_url": next_url,
+            "errors": errors or {},
+        },
+        status=status,
+    )
+
+
+@router.post(CHANGE_PASSWORD_PATH)
+def change_password(
+    request: Request,
+    session: AccountSession,
+    engine: EngineDep,
+    current_password: Annotated[str, Form(max_length=1000)] = "",
+    new_password: Annotated[str, Form(max_length=1000)] = "",
+    confirm: Annotated[str, Form(max_length=1000)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/worklist",
+) -> Response:
+    """The current password, then the new one twice; a refusal is shown beside its
+    field and every password is typed again (none is ever sent back)."""
+    from tracker.services.users import change_password as change
+
+    next_url = safe_next(next)
+    try:
+        if new_password != confirm:
+            raise ValidationFailed(
+                [Problem("user", None, "confirm", "differs from the new password; type both again")]
+            )
+        change(
+            engine=engine,
+            username=session.viewer.username,
+            current=current_password,
+            new=new_password,
+        )
+    except ValidationFailed as failed:
+        errors = {p.field: p.reason for p in failed.problems}
+        return _change_form(request, session, next_url=next_url, errors=errors, status=422)
+    flash(request, "Your password is changed; use the new one from now on.")
+    if next_url == CHANGE_PASSWORD_PATH:
+        next_url = "/worklist"
+    return RedirectResponse(next_url, status_code=303)
