@@ -59,8 +59,8 @@ def create_app(
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=False)
+            if scheduler is not None:  # within a few seconds, whatever is due (issue 14)
+                scheduler.stop()
 
     app = FastAPI(
         title="ho-tracker",
@@ -87,12 +87,14 @@ def create_app(
         csvimport,
         fhir,
         forms,
+        patient_details,
         patients,
         signin,
         worklist,
     )
 
-    for pages in (signin, worklist, patients, board, csvimport, admin):
+    # patient_details before patients: /patients/new is not a patient's MRN
+    for pages in (signin, worklist, patient_details, patients, board, csvimport, admin):
         app.include_router(pages.router)
     app.include_router(forms.router)
     app.include_router(api.router, prefix=API_PREFIX)

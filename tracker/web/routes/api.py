@@ -10,19 +10,27 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from tracker import vocab
 from tracker.protocol import Protocol
 from tracker.services.patients import list_patients
+from tracker.services.worklist import (
+    MAX_PAGE,
+    PAGE_SIZE,
+    Cursor,
+    DueWindow,
+    WorklistFilters,
+    worklist,
+)
 from tracker.web import saving
 from tracker.web.actions import acknowledge_reminder
 from tracker.web.auth import CAN_EDIT, Viewer, api_error_responses, require
 from tracker.web.deps import ApiViewer, EngineDep, api_viewer
 from tracker.web.formspec import FORMS
 from tracker.web.identity import log_view
-from tracker.web.views import open_reminders, patient_view
+from tracker.web.views import patient_view
 
 router = APIRouter(dependencies=[Depends(api_viewer)], responses=api_error_responses())
 
@@ -97,6 +105,7 @@ def api_patient(
         "birth_date": p.birth_date,
         "sex": p.sex,
         "team": p.team,
+        "version": p.version,  # send it back to edit the patient (PATCH, 409 if stale)
         "timeline": [
             {"date": e.date, "kind": e.kind, "summary": e.summary, "details": list(e.details)}
             for e in view.events
@@ -122,24 +131,56 @@ def api_assessment(
 
 
 def _reminder(row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "mrn", "team", "rule", "site", "side", "due", "status", "detail", "late")
-    return {k: row.get(k) for k in keys}
+    keys = ("id", "mrn", "name", "team", "rule", "site", "side", "due", "status", "detail")
+    return {**{k: row.get(k) for k in keys}, "late": bool(row.get("late")),
+            "days_overdue": row.get("days_overdue")}  # fmt: skip
 
 
-@router.get("/reminders", summary="The worklist: reminders not yet closed")
+@router.get(
+    "/reminders",
+    summary="The worklist: reminders not yet closed, most overdue first",
+    description="A page of at most `limit` rows in the worklist's order (due date, then "
+    "id). When more follow, the `Link` header names the next page "
+    '(`<...&cursor=2026-11-03.812>; rel="next"`); pass its `cursor` on.',
+)
 def api_reminders(
+    request: Request,
+    response: Response,
+    viewer: ApiViewer,
     engine: EngineDep,
     team: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
+    rule: vocab.ReminderRule | None = None,
+    status: Literal["pending", "due", "sent"] | None = None,
+    window: DueWindow | None = None,
+    mine: Annotated[bool, Query(description="Only the caller's own team.")] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9.-]*$")] = None,
 ) -> list[dict[str, Any]]:
-    return [_reminder(r) for r in open_reminders(engine=engine, team=team or None)]
+    from urllib.parse import urlencode
+
+    from tracker.web.clinic import today
+
+    filters = WorklistFilters(team=team or None, rule=rule, status=status, window=window, mine=mine)
+    page = worklist(
+        engine=engine,
+        today=today(request),
+        filters=filters,
+        my_team=viewer.team,
+        after=Cursor.parse(cursor, name="cursor"),
+        limit=limit,
+    )
+    if page.next is not None:
+        query = {**filters.query(), "limit": str(limit), "cursor": str(page.next)}
+        response.headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    return [_reminder(r) for r in page.rows]
 
 
 @router.post("/reminders/{reminder_id}/acknowledge", summary="Acknowledge a reminder")
 def api_acknowledge(
     reminder_id: Annotated[int, Path(ge=1, le=2**31 - 1)], viewer: ApiViewer, engine: EngineDep
 ) -> dict[str, Any]:
-    previous = acknowledge_reminder(engine=engine, viewer=viewer, reminder_id=reminder_id)
-    return {"id": reminder_id, "status": "acknowledged", "previous": previous}
+    done = acknowledge_reminder(engine=engine, viewer=viewer, reminder_id=reminder_id)
+    return {"id": reminder_id, "status": "acknowledged", "previous": done.previous}
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -345,3 +386,72 @@ def api_void(
         "version": saved.version,
         "reason": body.reason.strip(),
     }
+
+
+# --- patients: add one, edit one's demographics and team ---------------------------------------
+
+Name = Annotated[str | None, Field(default=None, max_length=2000, pattern=r"^[^\x00]*$")]
+
+
+class PatientIn(BaseModel):
+    """A new patient. Values are checked as a patients.csv row would be (the same MRN,
+    name and date rules); the team must be one of the clinic's teams."""
+
+    mrn: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f/]+$")]
+    family_name: Name = None
+    given_name: Name = None
+    birth_date: Annotated[dt.date | None, Field(le=MaxDate)] = None
+    sex: vocab.Sex | None = None
+    team: Short = None
+
+
+class PatientChange(BaseModel):
+    """Only the fields sent are changed (null clears one); `version` is the one the
+    caller read (`GET /patients/{mrn}`), 409 if the patient changed since. The MRN is
+    never changed: the EHR, PACS and imports find the patient by it."""
+
+    model_config = {"extra": "forbid"}
+
+    version: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    family_name: Name = None
+    given_name: Name = None
+    birth_date: Annotated[dt.date | None, Field(le=MaxDate)] = None
+    sex: vocab.Sex | None = None
+    team: Short = None
+
+
+@router.post("/patients", status_code=201, summary="Add a patient")
+def api_add_patient(
+    body: PatientIn, request: Request, viewer: ApiViewer, engine: EngineDep, protocol: ProtocolDep
+) -> dict[str, Any]:
+    from tracker.services.patients import add_patient
+    from tracker.web.clinic import today
+
+    require(viewer, CAN_EDIT, "add patients")
+    values = body.model_dump(mode="json")
+    saved = add_patient(
+        engine=engine, actor=viewer.username, today=today(request), protocol=protocol, **values
+    )
+    return {"mrn": saved.mrn, "id": saved.id, "version": saved.version}
+
+
+@router.patch("/patients/{mrn}", summary="Edit a patient's demographics or team")
+def api_edit_patient(
+    mrn: Mrn,
+    body: PatientChange,
+    request: Request,
+    viewer: ApiViewer,
+    engine: EngineDep,
+    protocol: ProtocolDep,
+) -> dict[str, Any]:
+    from tracker.services.patients import update_patient
+    from tracker.web.clinic import today
+
+    require(viewer, CAN_EDIT, "edit patients")
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    version = changes.pop("version")
+    saved = update_patient(
+        engine=engine, actor=viewer.username, mrn=mrn, expected_version=version,
+        changes=changes, today=today(request), protocol=protocol,
+    )  # fmt: skip
+    return {"mrn": saved.mrn, "version": saved.version, "changed": saved.version != version}

@@ -5,14 +5,16 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 import tracker.web.identity as identity
 from tracker import vocab
-from tracker.errors import Problem, TrackerError, ValidationFailed
+from tracker.errors import TrackerError
+from tracker.services.patients import PAGE_SIZE
+from tracker.templating import words
 from tracker.web.auth import (
     CAN_ACKNOWLEDGE,
     CAN_EDIT,
@@ -36,7 +38,19 @@ from tracker.web.views import (
 )
 
 router = APIRouter(include_in_schema=False)
-LIST_LIMIT = 200
+
+
+# The list's filters as the form names them, and their words for a refusal.
+FILTER_WORDS = {
+    "q": "Search",
+    "team": "Team",
+    "injury": "Injury",
+    "ho": "HO found",
+    "stage": "Stage",
+    "readiness": "Readiness",
+    "flag": "Flag",
+}
+SEARCH_LENGTH = 100
 
 
 @router.get("/patients")
@@ -44,61 +58,97 @@ def patients_page(
     request: Request,
     viewer: PageViewer,
     engine: EngineDep,
-    q: Annotated[str | None, Query(max_length=100)] = None,
-    team: Annotated[str | None, Query(max_length=100)] = None,
-    injury: Annotated[vocab.InjuryKind | None, Query()] = None,
-    ho: Annotated[str | None, Query(pattern="^(yes|no|)$")] = None,
-    stage: Annotated[str | None, Query(max_length=30)] = None,
-    readiness: Annotated[str | None, Query(max_length=30)] = None,
-    flag: Annotated[str | None, Query(max_length=40)] = None,
+    q: str | None = None,
+    team: str | None = None,
+    injury: str | None = None,
+    ho: str | None = None,
+    stage: str | None = None,
+    readiness: str | None = None,
+    flag: str | None = None,
+    after: str | None = None,
+    start: str | None = None,
 ) -> Response:
+    """The patient list, 50 a page in name order, found by the start of a name or an
+    MRN. An empty filter means any (the form sends every filter, empty by default);
+    a value the form would not send is refused in a sentence naming the filter, on
+    the list's own page with its form. `after` is where the page starts (the Next
+    link's cursor) and `start` how many came before it (only for the caption)."""
     from tracker.services.teams import list_teams
 
-    for name, value, allowed in (
-        ("stage", stage, STAGES),
-        ("readiness", readiness, READINESS),
-        ("flag", flag, FLAGS),
-    ):
-        if value and value not in allowed:
-            raise ValidationFailed(
-                [_problem(name, f"'{value}' is not one of {', '.join(allowed)}")]
-            )
+    teams = [t.name for t in list_teams(engine=engine)]
+    raw = {"q": q, "team": team, "injury": injury, "ho": ho}
+    raw |= {"stage": stage, "readiness": readiness, "flag": flag}
+    values = {name: (value or "").strip() for name, value in raw.items()}
+    errors = _filter_errors(values, teams)
     filters = PatientFilters(
-        q=q or None,
-        team=team or None,
-        injury=injury.value if injury else None,
-        ho={"yes": True, "no": False}.get(ho or ""),
-        stage=stage or None,
-        readiness=readiness or None,
-        flag=flag or None,
+        q=values["q"] or None,
+        team=values["team"] or None,
+        injury=values["injury"] or None,
+        ho={"yes": True, "no": False}.get(values["ho"]),
+        stage=values["stage"] or None,
+        readiness=values["readiness"] or None,
+        flag=values["flag"] or None,
     )
-    rows, total = patient_rows(
+    context: dict[str, Any] = {
+        "values": values,
+        "errors": errors,
+        "teams": teams,
+        "injuries": vocab.values(vocab.InjuryKind),
+        "stages": STAGES,
+        "readiness_values": READINESS,
+        "flags": FLAGS,
+        "rows": [],
+        "assessed": False,
+        "first": 0,
+        "next_link": None,
+        "first_link": None,
+    }
+    if errors:
+        return render(request, "patients.j2", context, status=422)
+    page = patient_rows(
         engine=engine,
         filters=filters,
         as_of=today(request),
         protocol=protocol_of(request),
-        limit=LIST_LIMIT,
+        after=after or None,
+        size=PAGE_SIZE,
     )
-    return render(
-        request,
-        "patients.j2",
-        {
-            "rows": rows,
-            "total": total,
-            "limit": LIST_LIMIT,
-            "f": filters,
-            "ho": ho or "",
-            "teams": [t.name for t in list_teams(engine=engine)],
-            "injuries": vocab.values(vocab.InjuryKind),
-            "stages": STAGES,
-            "readiness_values": READINESS,
-            "flags": FLAGS,
-        },
-    )
+    first = int(start) if after and start and start.isdigit() and len(start) < 10 else 0
+    shown = filters.query()
+    if page.next_after:
+        onward = [("after", page.next_after), ("start", str(first + len(page.rows)))]
+        context["next_link"] = f"/patients?{urlencode(shown + onward)}"
+    if after:
+        context["first_link"] = f"/patients?{urlencode(shown)}" if shown else "/patients"
+    context |= {"rows": page.rows, "assessed": page.assessed, "first": first}
+    return render(request, "patients.j2", context)
 
 
-def _problem(field: str, reason: str) -> Any:
-    return Problem("query", None, field, reason)
+def _filter_errors(values: dict[str, str], teams: list[str]) -> dict[str, str]:
+    """A sentence for each filter whose value its form would not send."""
+    choices = {
+        "team": ("a team", teams),
+        "injury": ("a kind of injury", vocab.values(vocab.InjuryKind)),
+        "ho": ("an answer", ("yes", "no")),
+        "stage": ("a stage", STAGES),
+        "readiness": ("a readiness", READINESS),
+        "flag": ("a flag", FLAGS),
+    }
+    errors = {}
+    if len(values["q"]) > SEARCH_LENGTH:
+        errors["q"] = (
+            f"Search: type at most {SEARCH_LENGTH} characters, the start of a name or an MRN."
+        )
+    for name, (what, allowed) in choices.items():
+        value = values[name]
+        if value and value not in allowed:
+            shown = value if len(value) <= 40 else value[:40] + "…"
+            listed = ", ".join(words(choice) for choice in allowed)
+            errors[name] = (
+                f"{FILTER_WORDS[name]}: ‘{shown}’ is not {what} here; choose one of "
+                f"{listed}, or any."
+            )
+    return errors
 
 
 @router.get("/patients/{mrn}")
@@ -107,10 +157,21 @@ def patient_page(
     request: Request,
     viewer: PageViewer,
     engine: EngineDep,
-    as_of: Annotated[str | None, Query(max_length=10)] = None,
+    as_of: Annotated[str | None, Query(max_length=30)] = None,
 ) -> Response:
-    day = parse_as_of(request, as_of)
-    view = patient_view(engine=engine, mrn=mrn, as_of=day, protocol=protocol_of(request))
+    """The patient's story, assessment and reminders as of a day (the as-of form;
+    empty means today). A day that is not a date shows today, with the field marked."""
+    clinic_today = today(request)
+    as_of_error = None
+    try:
+        day = parse_as_of(request, (as_of or "").strip())
+    except TrackerError:
+        day = clinic_today
+        as_of_error = (
+            f"'{as_of}' is not a date in the form YYYY-MM-DD; showing today ({day.isoformat()})."
+        )
+    protocol = protocol_of(request)
+    view = patient_view(engine=engine, mrn=mrn, as_of=day, protocol=protocol)
     identity.log_view(engine=engine, viewer=viewer, mrn=mrn, what="patient page")
     for row in view.reminders:
         row["record_link"] = satisfying_link(row)
@@ -127,8 +188,14 @@ def patient_page(
             "mrn_q": quote(mrn, safe=""),
             "may_edit": viewer.may(CAN_EDIT),
             "has_figure": bool(view.assessment["sites"]),
-            "done": request.query_params.get("done"),
+            "as_of_text": as_of if as_of_error else day.isoformat(),
+            "as_of_error": as_of_error,
+            "is_today": day == clinic_today,
+            "clinic_today": clinic_today,
+            "zone": protocol.reminders.zone,
+            "zone_name": protocol.reminders.time_zone,
         },
+        status=422 if as_of_error else 200,
     )
 
 
@@ -180,9 +247,11 @@ def _check_report_format(fmt: str) -> None:
 
 
 def _download(path: Path) -> Response:
+    """The report opens in the browser (HTML as a page, the PDF in its viewer); the
+    filename is the one a "save" offers."""
     media = {".pdf": "application/pdf", ".html": "text/html; charset=utf-8"}[path.suffix]
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in path.name)
+    named = f"filename=\"{plain}\"; filename*=UTF-8''{quote(path.name, safe='')}"
     return Response(
-        path.read_bytes(),
-        media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="{path.name}"'},
+        path.read_bytes(), media_type=media, headers={"Content-Disposition": f"inline; {named}"}
     )
