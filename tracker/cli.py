@@ -386,6 +386,38 @@ def _assess_everyone(
     )
 
 
+board_app = typer.Typer(
+    help="The surgeons' board: its stored site assessments.", no_args_is_help=True
+)
+app.add_typer(board_app, name="board")
+
+
+@board_app.command("refresh")
+def board_refresh_command(
+    as_of: AsOfOption = None,
+    protocol: Annotated[
+        Path | None,
+        typer.Option(help="Clinic protocol TOML file (default: the web app's, from settings)."),
+    ] = None,
+) -> None:
+    """Assess every patient and store each site's call, which the board and the patient
+    search read (after each save the web app refreshes that patient's alone)."""
+    from tracker.config import get_settings
+    from tracker.services.assessment import protocol_from
+    from tracker.services.site_assessments import refresh_all
+
+    day = _parse_date(as_of, "--as-of") if as_of else dt.date.today()
+    rules = protocol_from(protocol or get_settings().protocol_file)
+    with BarProgress() as progress:
+        done = refresh_all(engine=_engine(), as_of=day, protocol=rules, progress=progress)
+    out.print(
+        f"Stored the assessments of {done.sites} site{'' if done.sites == 1 else 's'} of "
+        f"{done.patients} patient{'' if done.patients == 1 else 's'} as of {day.isoformat()} "
+        f"(protocol {done.protocol_fingerprint}).",
+        soft_wrap=True,
+    )
+
+
 def _print_assessment(doc: dict[str, Any]) -> None:
     out.print(
         f"[bold]{doc['mrn']}[/bold] as of {doc['as_of']}: {len(doc['sites'])} sites "
@@ -449,9 +481,9 @@ def demo_command(
     reminders as of today, add demo users, then serve the web app."""
     from tracker.config import get_settings
     from tracker.interchange.demo import load_demo
-    from tracker.reminders.delivery import worklist
     from tracker.reminders.planner import plan
     from tracker.services.assessment import protocol_from
+    from tracker.services.worklist import status_counts
 
     engine = _engine()
     today = dt.date.today()
@@ -474,8 +506,11 @@ def demo_command(
         )
     plan(engine=engine, as_of=today, protocol=protocol_from(get_settings().protocol_file))
 
-    def count(status: str | None = None) -> int:
-        return len(worklist(engine=engine, status=status))
+    counts = status_counts(engine=engine)
+
+    def count(status: str | None = None) -> int:  # no status: due and sent
+        wanted = (status,) if status else (vocab.ReminderStatus.due, vocab.ReminderStatus.sent)
+        return sum(counts.get(str(s), 0) for s in wanted)
 
     out.print(
         f"Worklist as of {today.isoformat()}: {count()} reminders due, "

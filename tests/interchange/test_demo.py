@@ -125,7 +125,7 @@ def test_demo_first_worklist_holds_nothing_from_years_ago(
     sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     from tracker.cli import run
-    from tracker.web.views import open_reminders
+    from tracker.services.worklist import every_row
 
     monkeypatch.setenv(
         "HO_TRACKER_DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False)
@@ -135,7 +135,7 @@ def test_demo_first_worklist_holds_nothing_from_years_ago(
     today = dt.date.today()
     assert f"latest record {(today - dt.timedelta(days=3)).isoformat()}" in printed
     assert f"Worklist as of {today.isoformat()}:" in printed
-    rows = open_reminders(engine=sqlite_engine, team=None)
+    rows = list(every_row(engine=sqlite_engine, today=dt.date.today()))
     assert rows, "the demo's worklist is empty"
     # reminders long past when first planned are lapsed (model-spec v2, section 9)
     assert min(r["due"] for r in rows) >= today - dt.timedelta(days=30)

@@ -27,10 +27,11 @@ from tests.reminders.reminder_support import (  # noqa: F401  (fixtures)
     start_smtp,
 )
 from tracker.protocol import Protocol
-from tracker.reminders.delivery import Deliverer, acknowledge, send_time
+from tracker.reminders.delivery import Deliverer, send_time
 from tracker.reminders.jobs import ReminderJobs, start_background
 from tracker.reminders.mail import Outcome, SmtpChannel, compose
 from tracker.reminders.planner import plan
+from tracker.services.worklist import acknowledge
 
 PROTOCOL = Protocol()
 RULES = PROTOCOL.reminders
@@ -227,7 +228,7 @@ def test_sent_reminder_still_open_after_the_grace_period_is_escalated_once(
     plan(engine=lite, as_of=DAY0, protocol=PROTOCOL, now=clock())
     assert deliverer(lite, smtp, clock).deliver().sent == 2
     acknowledged = next(r["id"] for r in reminders(lite) if r["rule"] == "course_review")
-    acknowledge(engine=lite, reminder_id=acknowledged)
+    acknowledge(engine=lite, reminder_id=acknowledged, by="nurse")
     clock.jump(days=13)
     assert deliverer(lite, smtp, clock).escalate().escalated == 0
     clock.jump(days=1)

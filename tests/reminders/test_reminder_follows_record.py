@@ -25,9 +25,9 @@ from tracker.protocol import Protocol
 from tracker.reminders import planner
 from tracker.reminders.delivery import clinic_day
 from tracker.reminders.planner import plan
+from tracker.services.worklist import every_row
 from tracker.store.models import utcnow
 from tracker.web.app import create_app
-from tracker.web.views import open_reminders
 
 PROTOCOL = Protocol()
 TODAY = dt.date.today()  # the services refuse record dates after the server's today
@@ -66,7 +66,7 @@ def monitoring(engine: Engine) -> dict[dt.date, str]:
 
 
 def on_worklist(engine: Engine) -> set[tuple[str, dt.date]]:
-    return {(r["rule"], r["due"]) for r in open_reminders(engine=engine, team=None)}
+    return {(r["rule"], r["due"]) for r in every_row(engine=engine, today=TODAY)}
 
 
 def radiograph_form(site: str = "hip") -> dict[str, str]:

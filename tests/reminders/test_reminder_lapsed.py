@@ -26,8 +26,9 @@ from tests.reminders.reminder_support import (  # noqa: F401  (fixtures)
 )
 from tracker.errors import TrackerError
 from tracker.protocol import Protocol
-from tracker.reminders.delivery import Deliverer, acknowledge, worklist
+from tracker.reminders.delivery import Deliverer
 from tracker.reminders.planner import plan
+from tracker.services.worklist import acknowledge, patient_reminders, worklist
 from tracker.vocab import InjuryKind
 
 PROTOCOL = Protocol()
@@ -94,7 +95,7 @@ def test_history_imported_years_late_is_lapsed_not_delivered(
     assert all(r["closed_at"] is not None and r["sent_at"] is None for r in stored)
 
     # not on the worklist, not delivered, not escalated, not in the digest
-    assert worklist(engine=any_engine) == []
+    assert worklist(engine=any_engine, today=AS_OF).rows == []
     mail = deliverer(any_engine, smtp, AS_OF)
     report = mail.deliver()
     report.add(mail.escalate())
@@ -102,7 +103,7 @@ def test_history_imported_years_late_is_lapsed_not_delivered(
     assert mail.digest() == 0
     assert smtp.mailbox.received == []
     # ...but kept in the patient's reminder history, with its status
-    history = worklist(engine=any_engine, mrn="OLD")
+    history = patient_reminders(engine=any_engine, mrn="OLD")
     assert len(history) == 9 and {r["status"] for r in history} == {"lapsed"}
     assert history[0]["due"] == date(2022, 1, 31)  # day 21
 
@@ -111,7 +112,7 @@ def test_history_imported_years_late_is_lapsed_not_delivered(
     later = plan(engine=any_engine, as_of=AS_OF + timedelta(days=40), protocol=PROTOCOL)
     assert later.rows_written == 0
     with pytest.raises(TrackerError, match="is lapsed"):
-        acknowledge(engine=any_engine, reminder_id=history[0]["id"])
+        acknowledge(engine=any_engine, reminder_id=history[0]["id"], by="nurse")
 
 
 def test_recent_overdue_reminder_is_still_delivered(lite: Engine, smtp: SmtpServer) -> None:

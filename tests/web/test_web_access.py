@@ -108,11 +108,11 @@ def valid_api_writes(engine: Engine) -> dict[str, tuple[str, dict[str, Any] | No
     acknowledge), and a live injury of H-READY at the version stored."""
     from tracker.reminders.planner import plan
     from tracker.services.patients import patient_story
-    from tracker.web.views import open_reminders
+    from tracker.services.worklist import every_row
 
     plan(engine=engine, as_of=PLANNED_ON, protocol=Protocol())
     reminder = next(
-        r for r in open_reminders(engine=engine, team=None) if r["rule"] != "readiness_review"
+        r for r in every_row(engine=engine, today=PLANNED_ON) if r["rule"] != "readiness_review"
     )
     injury = patient_story(engine=engine, mrn="H-READY")[0].injuries[0]
     day = "2026-10-30"

@@ -29,8 +29,8 @@ from tests.web.web_support import (
 )
 from tracker.interchange.csv_import import import_folder
 from tracker.protocol import Protocol
-from tracker.reminders.delivery import worklist
 from tracker.services.assessment import assess_one
+from tracker.services.worklist import patient_reminders
 from tracker.staging import to_json
 
 
@@ -62,7 +62,7 @@ def _section(html: str, heading_id: str) -> str:
 
 
 def _lapsed(engine: Engine, mrn: str = V2_MRN) -> list[dict[str, object]]:
-    return [r for r in worklist(engine=engine, mrn=mrn) if r["status"] == "lapsed"]
+    return [r for r in patient_reminders(engine=engine, mrn=mrn) if r["status"] == "lapsed"]
 
 
 def test_a_site_without_ho_reads_no_ho_not_a_red_not_ready(v2_client: TestClient) -> None:

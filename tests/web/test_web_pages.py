@@ -223,11 +223,12 @@ def test_a_surgeon_acknowledges_only_readiness_reviews(
     import datetime as dt
 
     from tracker.protocol import Protocol
-    from tracker.reminders.delivery import worklist
     from tracker.reminders.planner import plan
+    from tracker.services.worklist import every_row
 
-    plan(engine=demo_engine, as_of=dt.date(2026, 10, 31), protocol=Protocol())
-    rows = [r for s in ("pending", "due") for r in worklist(engine=demo_engine, status=s)]
+    day = dt.date(2026, 10, 31)
+    plan(engine=demo_engine, as_of=day, protocol=Protocol())
+    rows = list(every_row(engine=demo_engine, today=day))
     other = next(r for r in rows if r["rule"] != "readiness_review")
     token = api_token(demo_engine, "surgeon")
     refused = client.post(

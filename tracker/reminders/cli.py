@@ -98,17 +98,32 @@ def list_command(
     team: Annotated[str | None, typer.Option(help="Only this team's patients.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
-    """The worklist: open reminders (due, sent), or those of a patient (all statuses,
-    lapsed included) or status."""
+    """The worklist: open reminders (due, sent), most overdue first, or those of a
+    patient (all statuses, lapsed included) or status."""
     from tracker.cli import _engine, out
-    from tracker.reminders.delivery import worklist
+    from tracker.services.worklist import WorklistFilters, every_row, patient_reminders
 
     if status and status not in ReminderStatus.__members__:
         raise TrackerError(
             f"--status '{status}' is not a reminder status; use one of "
             f"{', '.join(s.value for s in ReminderStatus)}."
         )
-    rows = worklist(engine=_engine(), team_name=team, mrn=mrn, status=status)
+    engine = _engine()
+    if mrn:
+        rows = [
+            row
+            for row in patient_reminders(engine=engine, mrn=mrn)
+            if (not status or row["status"] == status) and (not team or row["team"] == team)
+        ]
+    else:
+        rows = list(
+            every_row(
+                engine=engine,
+                today=dt.date.today(),
+                filters=WorklistFilters(team=team, status=status),
+                statuses=None if status else (ReminderStatus.due, ReminderStatus.sent),
+            )
+        )
     if json_out:
         print(json.dumps([_json(row) for row in rows]))
         return
@@ -158,13 +173,20 @@ def _json(row: dict[str, Any]) -> dict[str, Any]:
 @reminders_app.command("ack")
 def ack_command(
     reminder_id: Annotated[int, typer.Argument(help="The reminder's id (see list).")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept on the reminder).")] = None,
 ) -> None:
     """Acknowledge a reminder: it is closed and will not be escalated."""
-    from tracker.cli import _engine, out
-    from tracker.reminders.delivery import acknowledge
+    import getpass
 
-    previous = acknowledge(engine=_engine(), reminder_id=reminder_id)
-    out.print(f"Reminder {reminder_id} acknowledged (was {previous}).")
+    from tracker.cli import _engine, out
+    from tracker.services.worklist import acknowledge
+
+    try:
+        by = getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment
+        by = "cli"
+    done = acknowledge(engine=_engine(), reminder_id=reminder_id, by=by, reason=reason)
+    out.print(f"Reminder {reminder_id} acknowledged (was {done.previous}): {done.description}.")
 
 
 @reminders_app.command("deliver")

@@ -1,7 +1,7 @@
 """Delivering due reminders: claimed atomically, re-checked, e-mailed once, logged.
 
-The in-app worklist is the reminder rows themselves (`worklist`); e-mail goes to
-the patient's team over SMTP. One delivery of one reminder:
+The in-app worklist is the reminder rows themselves (`services.worklist`); e-mail
+goes to the patient's team over SMTP. One delivery of one reminder:
 
 1. claim: one conditional UPDATE takes a batch of due rows nobody holds (on
    PostgreSQL the candidates are picked `FOR UPDATE SKIP LOCKED`, so two
@@ -20,28 +20,52 @@ the patient's team over SMTP. One delivery of one reminder:
 
 Escalation works the same way on `sent` rows neither satisfied nor acknowledged
 `escalation_grace_days` after their due date, once (`escalated_at`).
+
+A run works in batches and can be cut short (issue 14): by its time budget (the
+scheduler gives it half the job's interval, so thousands due never make it overrun)
+or by `stop()` (a shutdown), checked before each reminder. What it claimed and
+did not send is released at once, for the next run; a message whose final dot is
+not yet written when the stop comes is withheld.
+`abandon()` (a shutdown that cannot wait) releases the unsent claims from another
+thread and hangs up SMTP: every write is conditional on the claim token, so the
+run in hand finds its claim gone and hands nothing over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
+import threading
+import time as timer
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from tracker.config import Settings
-from tracker.errors import NotFound, TrackerError
+from tracker.errors import NotFound
 from tracker.protocol import Protocol, ReminderRules
+from tracker.reminders import mail, rules
 from tracker.reminders.mail import Outcome, SendResult, SmtpChannel, compose
-from tracker.reminders.planner import recheck
+from tracker.reminders.planner import (
+    Recheck,
+    cancel_reasons,
+    cohort_sites,
+    natural_keys,
+    record_inputs,
+)
+from tracker.services.worklist import WorklistFilters, every_row
+from tracker.staging.cohort_records import cohort_frames
+from tracker.staging.records import PatientRecords
 from tracker.store.loaders import patient_records
 from tracker.store.models import (
     DeliveryAttempt,
@@ -106,10 +130,12 @@ class DeliveryReport:
     closed: int = 0  # satisfied or cancelled by the re-check, not sent
     waiting: int = 0  # refused, failed or without an address: retried later
     unconfirmed: int = 0
+    deferred: int = 0  # claimed, then released unsent (stopped, out of time): next run
     problems: list[str] = field(default_factory=list)
 
     def add(self, other: DeliveryReport) -> None:
-        for name in ("sent", "late", "escalated", "closed", "waiting", "unconfirmed"):
+        names = ("sent", "late", "escalated", "closed", "waiting", "unconfirmed", "deferred")
+        for name in names:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.problems += other.problems
 
@@ -125,6 +151,7 @@ class _Kind:
     accepted_column: str
     message_id: Callable[[int, str], str]
     status_before: ReminderStatus
+    unsent: Callable[[], Any]  # a claimed row not (yet) handed over
 
 
 def _reminder_claimable(now: datetime, rules: ReminderRules) -> Any:
@@ -154,6 +181,7 @@ REMINDER = _Kind(
     accepted_column="accepted_at",
     message_id=lambda rid, domain: f"<reminder-{rid}@{domain}>",
     status_before=S.due,
+    unsent=lambda: r.status == S.due.value,
 )
 ESCALATION = _Kind(
     name="escalation",
@@ -163,7 +191,10 @@ ESCALATION = _Kind(
     accepted_column="escalation_accepted_at",
     message_id=lambda rid, domain: f"<reminder-{rid}-escalation@{domain}>",
     status_before=S.sent,
+    unsent=lambda: sa.and_(r.status == S.sent.value, r.escalated_at.is_(None)),
 )
+
+BATCH = 20  # reminders claimed at a time: each is held (leased) until sent or released
 
 
 class Deliverer:
@@ -189,17 +220,49 @@ class Deliverer:
         self.domain = settings.message_id_domain or (
             settings.smtp_from.rpartition("@")[2].strip("> ") or "ho-tracker.invalid"
         )
+        self.stopping = threading.Event()  # set by stop(): runs end before their next one
+        self._held: dict[str, _Kind] = {}  # claim tokens of the runs under way
+        self._pace: dict[str, float] = {}  # seconds per reminder in the last batch, by kind
+        self._held_lock = threading.Lock()
 
     # -- jobs --
 
-    def deliver(self, *, batch: int = 20, max_batches: int = 1000) -> DeliveryReport:
-        """Send every due reminder whose send time has come (and retry failures)."""
+    def deliver(
+        self, *, batch: int = BATCH, max_batches: int = 1000, budget_seconds: float | None = None
+    ) -> DeliveryReport:
+        """Send every due reminder whose send time has come (and retry failures); with
+        `budget_seconds`, claim no more and release the rest once that time is used
+        (at least one reminder is tried), and the next run goes on from there."""
+        if self.stopping.is_set():
+            return DeliveryReport()
         self.promote()
-        return self._run(REMINDER, batch, max_batches)
+        return self._run(REMINDER, batch, max_batches, budget_seconds)
 
-    def escalate(self, *, batch: int = 20, max_batches: int = 1000) -> DeliveryReport:
+    def escalate(
+        self, *, batch: int = BATCH, max_batches: int = 1000, budget_seconds: float | None = None
+    ) -> DeliveryReport:
         """Escalate, once, sent reminders still open after the grace period."""
-        return self._run(ESCALATION, batch, max_batches)
+        return self._run(ESCALATION, batch, max_batches, budget_seconds)
+
+    def stop(self) -> None:
+        """Ask the runs under way to end (a shutdown): each finishes the reminder in
+        hand, or withholds it if its final dot is not yet written, releases the rest
+        of its batch and returns; later runs do nothing."""
+        self.stopping.set()
+
+    def abandon(self) -> int:
+        """Stop, from another thread, without waiting for the runs under way: release
+        every reminder they hold unsent and hang up their SMTP sessions. Safe at any
+        moment: a run's hand-over then finds its claim gone and writes no dot.
+        Returns how many reminders were released."""
+        self.stop()
+        with self._held_lock:
+            held = list(self._held.items())
+        released = sum(self._release_unsent(kind, token) for token, kind in held)
+        abort = getattr(self.channel, "abort", None)
+        if abort is not None:
+            abort()
+        return released
 
     def promote(self) -> int:
         """Pending reminders become due on their date (clinic time)."""
@@ -212,21 +275,69 @@ class Deliverer:
             )
         return result.rowcount or 0
 
-    def _run(self, kind: _Kind, batch: int, max_batches: int) -> DeliveryReport:
+    def _run(
+        self, kind: _Kind, batch: int, max_batches: int, budget_seconds: float | None
+    ) -> DeliveryReport:
         report = DeliveryReport()
+        deadline = None if budget_seconds is None else timer.monotonic() + budget_seconds
+        tried = 0
+
+        def must_end() -> bool:  # before each claim and each reminder, never the first
+            out_of_time = deadline is not None and timer.monotonic() >= deadline
+            return self.stopping.is_set() or (tried > 0 and out_of_time)
+
         for _ in range(max_batches):
-            token, ids = self.claim(kind, batch)
+            if must_end():
+                break
+            token = uuid.uuid4().hex
+            with self._held_lock:  # before the claim, so `abandon` can always see it
+                self._held[token] = kind
+            started, before = timer.monotonic(), tried
+            try:
+                _, ids = self.claim(kind, self._claim_size(kind, batch, deadline), token=token)
+                rows = self._load(ids, token)
+                verdicts = self._recheck(rows, clinic_day(self.clock(), self.rules))
+                for rid in ids:
+                    if must_end():
+                        break
+                    tried += 1
+                    if rid in verdicts:
+                        self._deliver_one(kind, rid, token, verdicts[rid], report)
+            finally:
+                report.deferred += self._release_unsent(kind, token)
+                with self._held_lock:
+                    self._held.pop(token, None)
+            if tried > before:
+                self._pace[kind.name] = (timer.monotonic() - started) / (tried - before)
             if not ids:
                 break
-            for rid in ids:
-                self._deliver_one(kind, rid, token, report)
         return report
+
+    def _claim_size(self, kind: _Kind, batch: int, deadline: float | None) -> int:
+        """A batch, or fewer when the time left would not send that many at the pace
+        of the last batch: claiming (and re-checking) what is then released unsent
+        is work thrown away."""
+        pace = self._pace.get(kind.name)
+        if deadline is None or not pace:
+            return batch
+        return max(1, min(batch, int((deadline - timer.monotonic()) / pace)))
+
+    def _release_unsent(self, kind: _Kind, token: str) -> int:
+        """Hand back what `token` still holds and has not handed over; it is claimable
+        at once (no attempt counted, no back-off)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                reminder.update()
+                .where(r.claim_token == token, kind.unsent())
+                .values(**self._release(), version=r.version + 1)
+            )
+        return result.rowcount or 0
 
     # -- 1. claim --
 
-    def claim(self, kind: _Kind, limit: int) -> tuple[str, list[int]]:
+    def claim(self, kind: _Kind, limit: int, *, token: str | None = None) -> tuple[str, list[int]]:
         now = self.clock()
-        token = uuid.uuid4().hex
+        token = token or uuid.uuid4().hex
         free = sa.or_(r.claimed_until.is_(None), r.claimed_until < now)
         ready = sa.or_(r.next_attempt_at.is_(None), r.next_attempt_at <= now)
         candidates = (
@@ -253,13 +364,20 @@ class Deliverer:
 
     # -- 2-5. one reminder --
 
-    def _deliver_one(self, kind: _Kind, rid: int, token: str, report: DeliveryReport) -> None:
-        row = self._load(rid, token)
-        if row is None:  # claimed by someone else meanwhile, or closed
-            return
+    def _deliver_one(
+        self,
+        kind: _Kind,
+        rid: int,
+        token: str,
+        verdict: tuple[str, str | None] | None,
+        report: DeliveryReport,
+    ) -> None:
+        """One claimed reminder, with the batch's re-check `verdict` on it."""
+        found = self._load([rid], token)  # as it is now, not when the batch began
+        if not found or found[0]["status"] != kind.status_before.value:
+            return  # claimed by someone else meanwhile, or closed (say, by a re-plan)
+        row = found[0]
         now = self.clock()
-        today = clinic_day(now, self.rules)
-        verdict = self._recheck(row, today)
         if verdict is not None:
             status, reason = verdict
             self._finish(
@@ -289,12 +407,19 @@ class Deliverer:
         late = is_late(now, row["due"], self.rules)
 
         def hand_over(write_dot: Callable[[], None]) -> bool:
+            if self.stopping.is_set():  # withheld: no dot, the server drops the message
+                return False
             return self._hand_over(rid, token, kind, message_id, recipient, late, write_dot)
 
         result = self.channel.send(message, recipient, hand_over)
+        if self.stopping.is_set() and not result.handed_over:
+            return  # withheld or hung up by a shutdown: released unsent, no attempt
         self._record(kind, rid, token, row, result, late, report)
 
-    def _load(self, rid: int, token: str) -> dict[str, Any] | None:
+    def _load(self, ids: list[int], token: str) -> list[dict[str, Any]]:
+        """The rows of `ids` we still hold, with the patient's mrn and team."""
+        if not ids:
+            return []
         query = (
             sa.select(
                 reminder,
@@ -304,31 +429,35 @@ class Deliverer:
                 team.c.escalation_email.label("team_escalation_email"),
             )
             .select_from(reminder.join(patient).outerjoin(team, team.c.name == patient.c.team))
-            .where(r.id == rid, r.claim_token == token)
+            .where(r.id.in_(ids), r.claim_token == token)
+            .order_by(r.id)
         )
         with self.engine.connect() as conn:
-            found = conn.execute(query).mappings().first()
-        return None if found is None else dict(found)
+            return [dict(found) for found in conn.execute(query).mappings()]
 
-    def _recheck(self, row: dict[str, Any], today: date) -> tuple[str, str | None] | None:
-        """None if the reminder still applies; else (new status, reason)."""
-        try:
-            with Session(self.engine) as session:
-                records = patient_records(session, row["mrn"])
-        except NotFound:
-            return S.cancelled.value, "the patient is no longer stored"
-        verdict = recheck(
-            records,
-            rule=row["rule"],
-            site=row["site"],
-            side=row["side"],
-            due=row["due"],
-            as_of=today,
-            protocol=self.protocol,
-        )
-        if verdict.status == S.due:
-            return None
-        return verdict.status.value, verdict.reason
+    def _recheck(
+        self, rows: list[dict[str, Any]], today: date
+    ) -> dict[int, tuple[str, str | None] | None]:
+        """For each row: None if the reminder still applies, else (new status, reason).
+        The patients' records are read again and the rules asked once for the batch."""
+        records: dict[str, PatientRecords] = {}
+        with Session(self.engine) as session:
+            for mrn in sorted({row["mrn"] for row in rows}):
+                with contextlib.suppress(NotFound):  # voided or deleted: cancelled below
+                    records[mrn] = patient_records(session, mrn)
+        verdicts: dict[int, tuple[str, str | None] | None] = {
+            row["id"]: (S.cancelled.value, "the patient is no longer stored")
+            for row in rows
+            if row["mrn"] not in records
+        }
+        asked = [row for row in rows if row["mrn"] in records]
+        keys = [(row["mrn"], row["rule"], row["site"], row["side"], row["due"]) for row in asked]
+        answers = recheck_many(list(records.values()), keys, as_of=today, protocol=self.protocol)
+        for row, answer in zip(asked, answers, strict=True):
+            verdicts[row["id"]] = (
+                None if answer.status == S.due else (answer.status.value, answer.reason)
+            )
+        return verdicts
 
     def _recipient(self, row: dict[str, Any], kind: _Kind) -> tuple[str | None, str | None]:
         mrn, name = row["mrn"], row["team_name"]
@@ -350,8 +479,7 @@ class Deliverer:
     def _message(
         self, kind: _Kind, row: dict[str, Any], recipient: str, message_id: str, now: datetime
     ) -> Any:
-        what = row["rule"].replace("_", " ")
-        where = f" ({row['site']} {row['side']})" if row["site"] else ""
+        what, where = mail.reminder_words(row["rule"], row["site"], row["side"])
         due = row["due"].isoformat()
         if kind is ESCALATION:
             subject = f"ESCALATION: {what} for {row['mrn']}{where} due {due} is still open"
@@ -371,7 +499,7 @@ class Deliverer:
                 f"Team: {row['team_name']}",
                 f"What: {what}{where}",
                 f"Due: {due}",
-                f"Why: {row['detail'] or ''}",
+                f"Why: {mail.why_words(row['detail'])}",
                 "",
                 "Log the matching record, or acknowledge it with "
                 f"`ho-tracker reminders ack {row['id']}`.",
@@ -525,9 +653,16 @@ class Deliverer:
             done = set(conn.execute(sa.select(digest.c.team).where(digest.c.day == day)).scalars())
         sent = 0
         for name, address in teams:
-            if name in done:
+            if name in done or self.stopping.is_set():
                 continue
-            items = worklist(engine=self.engine, team_name=name)
+            items = list(
+                every_row(
+                    engine=self.engine,
+                    today=day,
+                    filters=WorklistFilters(team=name),
+                    statuses=(S.due.value, S.sent.value),  # pending ones are not due yet
+                )
+            )
             if not items:
                 continue
             sent += self._send_digest(name, address, day, items, now)
@@ -539,16 +674,11 @@ class Deliverer:
         assert self.channel is not None
         message_id = f"<digest-{name}-{day.isoformat()}@{self.domain}>"
         lines = [f"Open reminders for {name} on {day.isoformat()}: {len(items)}", ""]
-        lines += [
-            f"- #{i['id']} {i['mrn']} {i['rule'].replace('_', ' ')}"
-            f"{' ' + i['site'] + ' ' + i['side'] if i['site'] else ''} "
-            f"due {i['due']} ({i['status']})"
-            for i in items
-        ]
+        lines += [mail.digest_line(i) for i in items]
         message = compose(
             sender=self.settings.smtp_from,
             recipient=address,
-            subject=f"HO tracker: {len(items)} open reminders for {name} ({day.isoformat()})",
+            subject=mail.digest_subject(name, day.isoformat(), len(items)),
             body="\n".join(lines),
             message_id=message_id,
             when=now,
@@ -579,6 +709,43 @@ class Deliverer:
         return int(result.outcome == Outcome.accepted)
 
 
+def recheck_many(
+    records: Sequence[PatientRecords],
+    keys: Sequence[tuple[str, str, str | None, str | None, date]],
+    *,
+    as_of: date,
+    protocol: Protocol,
+) -> list[Recheck]:
+    """`planner.recheck` for many reminders (mrn, rule, site, side, due) of the
+    patients in `records` at once: whether each still applies on as_of, asked of the
+    same rules over the same cohort frames as `plan` (model-spec section 9), so a batch
+    costs one pass of the rules rather than one per reminder."""
+    if not keys:
+        return []
+    frames = cohort_frames(records)
+    inputs = record_inputs({f.name: getattr(frames, f.name) for f in fields(frames)})
+    cut = rules.cut_at(inputs, as_of, protocol)
+    cut = cut.with_sites(cohort_sites(frames, as_of, protocol))
+    asked = pd.DataFrame(
+        {
+            "mrn": pd.Series([k[0] for k in keys], dtype=object),
+            "rule": pd.Series([k[1] for k in keys], dtype=object),
+            "site": pd.Series([k[2] for k in keys], dtype=object),
+            "side": pd.Series([k[3] for k in keys], dtype=object),
+            "due": np.array([rules.day_number(k[4]) for k in keys], dtype="float64"),
+        }
+    )
+    done = rules.satisfied(asked, inputs, as_of, protocol, cut)
+    wanted, _ = rules.wanted_keys(inputs, as_of, protocol, cut)
+    still = np.isin(natural_keys(asked, cut), natural_keys(wanted, cut))
+    reasons = iter(cancel_reasons(asked[~done & ~still], cut, as_of, protocol))
+    return [
+        Recheck(S.satisfied) if is_done else Recheck(S.due) if applies else
+        Recheck(S.cancelled, next(reasons))
+        for is_done, applies in zip(done, still, strict=True)
+    ]  # fmt: skip
+
+
 def commit_then(conn: Connection, action: Callable[[], None]) -> bool:
     """Commit the connection's transaction and run `action` (write the final dot) the
     moment the COMMIT has left, before waiting for its answer; True if it committed.
@@ -606,101 +773,3 @@ def commit_then(conn: Connection, action: Callable[[], None]) -> bool:
         while (result := pgconn.get_result()) is not None:
             ok = ok and result.status == ExecStatus.COMMAND_OK
     return ok
-
-
-# --- the worklist and acknowledgement -------------------------------------------------
-
-
-def worklist(
-    *,
-    engine: Engine,
-    team_name: str | None = None,
-    mrn: str | None = None,
-    status: str | None = None,
-) -> list[dict[str, Any]]:
-    """Reminder rows for the in-app worklist: open ones (due, sent) unless a status
-    is named, oldest due first; each with the patient's mrn and team.
-
-    With `mrn` (and no status): that patient's reminder history, every status,
-    `lapsed` included (v2: long past when first planned, kept for the record, never
-    delivered); lapsed rows are never on the team worklist or in a digest. Each row
-    has id, mrn, team, rule, site, side, due, status, detail, cancel_reason,
-    closed_at (when it was satisfied, acknowledged, cancelled or lapsed), and the
-    delivery columns."""
-    query = (
-        sa.select(
-            r.id,
-            patient.c.mrn,
-            patient.c.team,
-            r.rule,
-            r.site,
-            r.side,
-            r.due,
-            r.status,
-            r.detail,
-            r.cancel_reason,
-            r.closed_at,
-            r.recipient,
-            r.attempts,
-            r.last_error,
-            r.message_id,
-            r.sent_at,
-            r.accepted_at,
-            r.late,
-            r.escalated_at,
-            r.next_attempt_at,
-        )
-        .select_from(reminder.join(patient))
-        .order_by(r.due, patient.c.mrn, r.rule, r.id)
-    )
-    if status:
-        query = query.where(r.status == status)
-    elif mrn is None:
-        query = query.where(r.status.in_([S.due.value, S.sent.value]))
-    if mrn:
-        query = query.where(patient.c.mrn == mrn)
-    if team_name:
-        query = query.where(patient.c.team == team_name)
-    with engine.connect() as conn:
-        rows = [dict(m) for m in conn.execute(query).mappings()]
-    for row in rows:
-        for column in ("sent_at", "accepted_at", "escalated_at", "next_attempt_at", "closed_at"):
-            row[column] = aware(row[column])
-    return rows
-
-
-def acknowledge(*, engine: Engine, reminder_id: int, now: datetime | None = None) -> str:
-    """Close a reminder by hand (model-spec section 9); returns its previous status."""
-    now = now or utcnow()
-    with engine.begin() as conn:
-        found = conn.execute(sa.select(r.status).where(r.id == reminder_id)).first()
-        if found is None:
-            raise NotFound(
-                f"There is no reminder {reminder_id}; `ho-tracker reminders list` shows them."
-            )
-        previous = found[0]
-        if previous == S.lapsed.value:
-            raise TrackerError(
-                f"Reminder {reminder_id} is lapsed: it was long past when first planned, so "
-                "it is kept in the patient's history but is not on the worklist and cannot "
-                "be acknowledged."
-            )
-        if previous not in (S.pending.value, S.due.value, S.sent.value):
-            raise TrackerError(
-                f"Reminder {reminder_id} is already {previous}; only pending, due or sent "
-                "reminders can be acknowledged."
-            )
-        conn.execute(
-            reminder.update()
-            .where(r.id == reminder_id, r.status == previous)
-            .values(
-                status=S.acknowledged.value,
-                closed_at=now,
-                claimed_by=None,
-                claim_token=None,
-                claimed_until=None,
-                version=r.version + 1,
-                updated_at=now,
-            )
-        )
-    return str(previous)

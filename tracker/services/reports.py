@@ -35,6 +35,7 @@ from tracker.reports.content import (
 from tracker.reports.figures import BoardPanel, board_figure, trend_figure, write_figure
 from tracker.reports.render import html_to_pdf, render_board_html, render_patient_html
 from tracker.reports.trends import CourseSpan, course_label, patient_trend
+from tracker.services import site_assessments
 from tracker.services.assessment import assess_all, assess_one
 from tracker.services.patients import display_name, list_patients, timeline
 from tracker.staging import assess_patient, to_json
@@ -51,7 +52,7 @@ OPEN_REMINDERS = ("pending", "due", "sent")  # not yet satisfied, acknowledged o
 # long past when a plan first made it (model-spec 9, v2): never sent, never on a worklist
 # or the board's overdue list, but part of the patient's reminder history
 LAPSED = "lapsed"
-SOON_DAYS = 90
+SOON_DAYS = site_assessments.SOON_DAYS  # the board page's, so the two agree
 MAX_BOARD_PANELS = 60
 
 
@@ -71,16 +72,22 @@ def stored_reminders(
     patient or of everyone, oldest due first; None when this installation has no
     reminders module or reminder table."""
     try:
-        from tracker.reminders.delivery import worklist
+        from tracker.services.worklist import WorklistFilters, every_row, patient_reminders
     except ImportError:
         return None
     try:
         if not sa.inspect(engine).has_table("reminder"):
             return None
         if mrn is not None:
-            rows = worklist(engine=engine, mrn=mrn)
+            rows = patient_reminders(engine=engine, mrn=mrn)
         else:
-            rows = [r for s in statuses for r in worklist(engine=engine, status=s)]
+            rows = [
+                r
+                for s in statuses
+                for r in every_row(
+                    engine=engine, today=dt.date.today(), filters=WorklistFilters(status=s)
+                )
+            ]
         lines = [_reminder_line(row) for row in rows if row["status"] in statuses]
     except (sa.exc.SQLAlchemyError, TypeError, KeyError, AttributeError) as error:
         log.warning("reminders could not be read for the report: %s", error)

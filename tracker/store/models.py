@@ -134,6 +134,33 @@ class Patient(Recorded, table=True):
     )
 
 
+def _patient_search_indexes() -> None:
+    """The patient list at 100,000 patients (issue 14, services/patients.py): its name
+    order, read a page at a time from where the last page stopped, and the start of a
+    family name, given name or MRN in any case. On PostgreSQL the prefix indexes use
+    text_pattern_ops, so `lower(x) LIKE 'smi%'` reads them under any collation.
+    (SQLite cannot reflect expression indexes: a batch migration that rebuilds the
+    patient table must create these again.)"""
+    p = Patient.__table__.c  # type: ignore[attr-defined]
+    sa.Index(
+        "ix_patient_name_order",
+        sa.func.coalesce(sa.func.lower(p.family_name), sa.literal_column("''")),
+        sa.func.coalesce(sa.func.lower(p.given_name), sa.literal_column("''")),
+        p.mrn,
+        p.id,
+    )
+    for column in ("family_name", "given_name", "mrn"):
+        folded = f"{column}_folded"
+        sa.Index(
+            f"ix_patient_{folded}",
+            sa.func.lower(p[column]).label(folded),
+            postgresql_ops={folded: "text_pattern_ops"},
+        )
+
+
+_patient_search_indexes()
+
+
 class Injury(Recorded, table=True):
     __tablename__ = "injury"
     __table_args__ = (
@@ -348,6 +375,9 @@ class Team(Timestamped, table=True):
 
 _NO_SITE = sa.text("site IS NULL")
 _SITE = sa.text("site IS NOT NULL")
+# the worklist's rows (not yet closed), in its order: its first page reads this index
+# and stops, however much closed history there is (issue 14; services/worklist.py)
+REMINDER_OPEN = "status IN ('pending', 'due', 'sent')"
 
 
 class Reminder(Timestamped, table=True):
@@ -396,6 +426,13 @@ class Reminder(Timestamped, table=True):
             postgresql_where=_SITE,
         ),
         sa.Index("ix_reminder_status_due", "status", "due"),
+        sa.Index(
+            "ix_reminder_open_due_id",
+            "due",
+            "id",
+            sqlite_where=sa.text(REMINDER_OPEN),
+            postgresql_where=sa.text(REMINDER_OPEN),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -549,6 +586,9 @@ class AuditEvent(SQLModel, table=True):
         one_of("action", vocab.AuditAction),
         sa.Index("ix_audit_event_mrn_at", "mrn", "at"),
         sa.Index("ix_audit_event_at", "at"),
+        # the audit page's user and action filters, newest first (issue 14)
+        sa.Index("ix_audit_event_username_at", "username", "at"),
+        sa.Index("ix_audit_event_action_at", "action", "at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -586,6 +626,52 @@ class DicomPendingSite(Timestamped, table=True):
     status: str = Field(default="pending", max_length=20, nullable=False)
     completed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     completed_by: str | None = Field(default=None, max_length=200)
+
+
+BOARD_ORDER = ("priority", "rank_date", "mrn", "id")
+
+
+class SiteAssessment(SQLModel, table=True):
+    """One site of one patient as the cohort path assessed it on `as_of` (issue 14),
+    kept so that the surgeons' board and the patient search read one page of stored
+    calls instead of assessing every patient on every request. Derived, never edited:
+    `services/site_assessments.py` rewrites every row (a refresh, the daily job) or one
+    patient's rows (after each save of that patient's records)."""
+
+    __tablename__ = "site_assessment"
+    __table_args__ = (
+        sa.UniqueConstraint("patient_id", "site", "side"),
+        # the board's order (priority group, date, mrn, id), whole and per filter
+        sa.Index("ix_site_assessment_board", *BOARD_ORDER),
+        sa.Index("ix_site_assessment_readiness_board", "readiness", *BOARD_ORDER),
+        sa.Index("ix_site_assessment_stage_board", "stage", *BOARD_ORDER),
+        # the oldest and newest call and the rules behind them: two index probes
+        sa.Index("ix_site_assessment_made", "as_of", "protocol_fingerprint", "model_version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(
+        sa_column_args=[sa.ForeignKey("patient.id", ondelete="CASCADE")], nullable=False
+    )
+    mrn: str = Field(max_length=64, nullable=False)
+    site: str = Field(max_length=20, nullable=False)
+    side: str = Field(max_length=10, nullable=False)
+    stage: str = Field(max_length=20, nullable=False)
+    activity: str = Field(max_length=20, nullable=False)
+    readiness: str = Field(max_length=20, nullable=False)
+    flags: str = Field(default="", max_length=300, nullable=False)  # sorted, ";"-joined
+    forecast_date: dt.date | None = None
+    forecast_low: dt.date | None = None
+    forecast_high: dt.date | None = None
+    forecast_passed: bool | None = None
+    # the board's group (0 ready, 1 stabilising soon, 2 rescan, 3 other HO, 4 no HO)
+    # and the date it is ordered by within its group
+    priority: int = Field(nullable=False)
+    rank_date: dt.date = Field(nullable=False)
+    as_of: dt.date = Field(nullable=False)
+    model_version: int = Field(nullable=False)
+    protocol_fingerprint: str = Field(max_length=80, nullable=False)
+    assessed_at: datetime = Field(sa_type=sa.DateTime(timezone=True), nullable=False)
 
 
 CLINICAL_TABLES = (
