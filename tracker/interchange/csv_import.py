@@ -39,6 +39,8 @@ class ImportSummary:
     unchanged: dict[str, int] = field(default_factory=dict)
     # DICOM pending sites that imaging.csv findings completed (ids)
     sites_completed: list[int] = field(default_factory=list)
+    # how many patients the added rows belong to (new patients and stored ones)
+    patients_with_new_rows: int = 0
 
     @property
     def total_added(self) -> int:
@@ -223,6 +225,10 @@ def _write(
     progress.start("Writing records", total)
     for name, stored in existing.items():
         summary.unchanged[name] = int(stored.sum())
+    if new_rows:
+        summary.patients_with_new_rows = int(
+            pd.concat([rows["mrn"] for rows in new_rows.values()]).nunique()
+        )
 
     if fmt.PATIENTS.name in new_rows:
         rows = new_rows[fmt.PATIENTS.name]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile as StarletteUpload
 
-import tracker.web.identity as identity
+from tracker import labels
 from tracker.errors import ValidationFailed
 from tracker.web.auth import (
     CAN_EDIT,
@@ -30,6 +30,7 @@ def import_page(request: Request, viewer: PageViewer) -> Response:
 @router.post("/import")
 async def import_upload(request: Request, viewer: PageViewer, engine: EngineDep) -> Response:
     from tracker.interchange.csv_import import import_folder
+    from tracker.services.audit import record_import
 
     require(viewer, CAN_EDIT, "import records")
     form = await request.form()
@@ -56,9 +57,38 @@ async def import_upload(request: Request, viewer: PageViewer, engine: EngineDep)
             return render(
                 request, "import.j2", {"problems": failed.problems, "added": None}, status=422
             )
-    identity.log_event(engine=engine, viewer=viewer, action="import", detail=", ".join(names))
+    record_import(
+        engine=engine,
+        actor=viewer.username,
+        files=names,
+        rows_added=summary.added,
+        patients=summary.patients_with_new_rows,
+    )
     return render(
         request,
         "import.j2",
-        {"problems": None, "added": summary.added, "total": summary.total_added},
+        {
+            "problems": None,
+            "added": summary.added,
+            "total": summary.total_added,
+            "added_words": rows_added(summary.added),
+        },
     )
+
+
+def rows_added(added: dict[str, int]) -> list[str]:
+    """What an import added, per file, as the records are called: {'patients.csv': 1,
+    'imaging.csv': 4} -> ['1 patient', '4 site findings'] (a row of imaging.csv is one
+    site's finding)."""
+    from tracker.interchange import tables
+
+    kinds = {
+        "patients.csv": tables.patient.name,
+        "imaging.csv": tables.finding.name,
+        **{name: table.name for name, table in tables.SIMPLE_TABLES.items()},
+    }
+    return [
+        labels.count(n, labels.entity(kinds.get(name, name.removesuffix(".csv"))))
+        for name, n in added.items()
+        if n
+    ]
