@@ -118,6 +118,9 @@ def valid_api_writes(engine: Engine) -> dict[str, tuple[str, dict[str, Any] | No
     day = "2026-10-30"
     patient = "/api/v1/patients/H-READY"
     return {
+        "/api/v1/patients": (
+            "/api/v1/patients", {"mrn": "H-API-NEW", "family_name": "Rowe", "given_name": "Ada"}
+        ),
         "/api/v1/patients/{mrn}/injuries": (
             f"{patient}/injuries", {"kind": "burn", "date": day}
         ),

@@ -73,7 +73,7 @@ def test_a_site_without_ho_reads_no_ho_not_a_red_not_ready(v2_client: TestClient
     heading = re.search(r"<h3>.*?</h3>", hip, re.S)
     assert heading
     assert heading.group(0) == (
-        '<h3>hip right: <span class="readiness not_applicable">no HO</span></h3>'
+        '<h3>Right hip: <span class="readiness not_applicable">no HO</span></h3>'
     )
     knee = _article(page, "site-knee-left")  # a site with HO keeps its verdict
     assert '<span class="readiness not_ready">not ready</span>' in knee
@@ -235,4 +235,4 @@ def test_patients_can_be_filtered_to_sites_without_ho(v2_client: TestClient) -> 
     page = v2_client.get("/patients", params={"q": V2_MRN, "readiness": "not_applicable"})
     assert page.status_code == 200
     assert '<option value="not_applicable" selected>no HO</option>' in page.text
-    assert "hip right: none, no HO<br>knee left: mineralising, not ready" in page.text
+    assert "right hip: none, no HO<br>left knee: mineralising, not ready" in page.text
