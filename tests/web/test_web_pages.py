@@ -320,7 +320,6 @@ def test_a_clinician_voids_a_lab_from_its_correction_form(
     after = client.get(response.headers["location"])
     notice = re.search(r'<p class="notice" role="status">([^<]*)</p>', after.text)
     assert notice and notice.group(1).startswith("Lab result voided for "), after.text[:500]
-    assert "entered on the wrong day" in notice.group(1)
     assert "?done=" not in after.text
     assert f"/labs/{lab.id}/edit" not in after.text
     voids = [e for e in audit_trail(engine=demo_engine, mrn="H-READY") if e.action == "void"]

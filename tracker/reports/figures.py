@@ -37,6 +37,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
+from tracker.labels import capital, place, words  # noqa: E402
 from tracker.reports import panels  # noqa: E402
 from tracker.reports.panels import (  # noqa: E402
     READINESS_COLOURS,
@@ -123,7 +124,9 @@ def _patient_figure(
     for ax, site, plan in zip(axes, sites, plans, strict=False):
         panels.draw_site(ax, site, plan, trend.as_of, legend)
         ax.set_title(
-            f"{site.site} {site.side}: {_stage_words(site)}", loc="left", fontweight="bold"
+            f"{capital(place(site.site, site.side))}: {_stage_words(site)}",
+            loc="left",
+            fontweight="bold",
         )
         _readiness_title(ax, site)
     handles, labels = legend.ordered()
@@ -186,14 +189,14 @@ def _stage_words(site: SiteTrend) -> str:
     if a.della_valle is not None:
         grades.append(f"Della Valle {str(a.della_valle).upper()}")
     extra = f" ({', '.join(grades)})" if grades else ""
-    return f"{a.stage.value}{extra}{_ACTIVITY_WORDS[a.activity.value]}"
+    return f"{words(a.stage)}{extra}{_ACTIVITY_WORDS[a.activity.value]}"
 
 
 def _verdict_words(site: SiteTrend, *, small: bool = False) -> str:
-    words = READINESS_WORDS[site.assessment.readiness.value]
+    said = READINESS_WORDS[site.assessment.readiness.value]
     if "genetic_ho" in site.assessment.flags:
-        words += ": genetic HO, never resect" if not small else " (genetic HO)"
-    return words
+        said += ": genetic HO, never resect" if not small else " (genetic HO)"
+    return said
 
 
 def _readiness_title(ax: Axes, site: SiteTrend) -> None:
@@ -279,7 +282,7 @@ def board_figure(
             ax = fig.add_axes(box.bounds)
             panels.draw_small(ax, panel.trend, panel.as_of, legend)
             ax.set_title(
-                f"{panel.mrn}  {panel.trend.site} {panel.trend.side}",
+                f"{panel.mrn}  {place(panel.trend.site, panel.trend.side)}",
                 loc="left",
                 fontsize=7,
                 fontweight="bold",

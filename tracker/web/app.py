@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
 
+from tracker import labels
 from tracker.config import Settings, get_settings
 from tracker.errors import Conflict, NotFound, TrackerError, ValidationFailed
 from tracker.services.assessment import protocol_from
@@ -165,8 +166,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def validation_failed(request: Request, exc: ValidationFailed) -> Response:
         if is_api(request):
             return JSONResponse({"detail": problems_json(exc)}, status_code=422)
-        lines = "; ".join(f"{p.field}: {p.reason}" for p in exc.problems)
-        return page_or_json(request, 422, "Not saved", lines)
+        said = exc.sentences()  # "Finding 2 (right hip): HO is required", not field paths
+        message = said[0] if len(said) == 1 else f"{labels.count(len(said), 'problem')} found:"
+        return render(
+            request,
+            "error.j2",
+            {"title": "Not saved", "message": message, "problems": said if len(said) > 1 else []},
+            status=422,
+        )
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
