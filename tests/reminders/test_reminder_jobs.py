@@ -78,7 +78,8 @@ def test_background_scheduler_runs_the_jobs_in_this_process_until_shut_down(
     try:
         assert isinstance(scheduler, BackgroundScheduler) and scheduler.running
         names = {job.id for job in scheduler.get_jobs()}
-        assert names == {f"reminders.{n}" for n in ("plan", "deliver", "escalate", "digest")}
+        reminder_jobs = {f"reminders.{n}" for n in ("plan", "deliver", "escalate", "digest")}
+        assert names == reminder_jobs | {"assessments.refresh"}  # and the board's daily refresh
     finally:
         scheduler.shutdown(wait=True)
     assert not scheduler.running

@@ -68,7 +68,12 @@ def add_imaging_study(
     given_today, today = today, today or dt.date.today()
     if not findings:
         raise ValidationFailed(
-            [Problem(STUDY.entity, None, "findings", "give at least one site finding")]
+            # on the first row's site: that is where a form marks it and puts focus
+            [
+                Problem(
+                    STUDY.entity, None, "findings[0].site", "is required: give at least one finding"
+                )
+            ]
         )
     refuse_unknown_in_rows(FINDING, findings, FINDING_FIELDS, "findings")
     path = rows_path("findings", STUDY_FIELDS)
@@ -138,7 +143,9 @@ def add_bone_scan_study(
     one found at once. The returned Saved lists the findings, then the measurements."""
     given_today, today = today, today or dt.date.today()
     if not sites:
-        raise ValidationFailed([Problem(STUDY.entity, None, "sites", "give at least one site")])
+        raise ValidationFailed(
+            [Problem(STUDY.entity, None, "sites[0].site", "is required: give at least one site")]
+        )
     refuse_unknown_in_rows(FINDING, sites, SITE_FIELDS, "sites")
     study = {"date": date, "modality": modality, "accession": accession}
     # (site index, phase, measurement row) for every phase with anything given

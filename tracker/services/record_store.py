@@ -93,7 +93,8 @@ def follow_record(
     (`planner.plan_patient`: the plan's own rules and comparison, that patient's rows
     alone) as of `today`, else today in the clinic's time zone, so a reminder the
     record satisfies is closed, and one a void reopens is open, before the caller
-    answers. Every record service ends here: the forms and the API pass the clinic
+    answers; its stored site assessments (the board's) are refreshed the same way.
+    Every record service ends here: the forms and the API pass the clinic
     protocol they run under. Without a protocol (bulk tools, tests of the services
     alone) nothing is planned; the next plan run picks the change up.
 
@@ -111,6 +112,14 @@ def follow_record(
         plan_patient(engine=engine, mrn=mrn, as_of=as_of, protocol=protocol, now=now)
     except Exception:  # noqa: BLE001 - the record is stored; the next plan run catches up
         log.exception("reminders of %s not re-planned after a change of its records", mrn)
+    # the board and the patient search read the stored site assessments: this
+    # patient's are assessed again in the same way (services/site_assessments.py)
+    from tracker.services.site_assessments import refresh_patient
+
+    try:
+        refresh_patient(engine=engine, mrn=mrn, as_of=as_of, protocol=protocol)
+    except Exception:  # noqa: BLE001 - the record is stored; the daily refresh catches up
+        log.exception("stored assessments of %s not refreshed after a change of its records", mrn)
     return saved
 
 
