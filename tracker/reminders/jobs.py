@@ -12,16 +12,33 @@ the same jobs on one database: delivery claims each reminder atomically.
 `start_background_scheduler(engine=..., settings=...)` runs the same jobs inside
 another process (the web app), `start_background` does so for ready-made jobs, and
 `run_blocking` is `ho-tracker scheduler`.
+
+Stopping (issue 14: Ctrl+C took 40 s with thousands due). APScheduler's
+`shutdown(wait=False)` does not interrupt a running job, and its default thread
+pool is joined when the interpreter exits, so the process used to wait for the job
+in hand however long it took. Here a delivery run has a time budget (half its
+interval), and `ReminderScheduler.stop()` asks the jobs to end, waits a bounded
+time, then releases what is still claimed and hangs up SMTP (`Deliverer.abandon`).
+Jobs run in daemon threads (`DaemonThreadExecutor`): a job that still runs after
+that (a long plan, a hung database call) ends with the process, as in a crash,
+which the design survives (plans are all or nothing, claims have leases).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import sys
+import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
 
+from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -36,6 +53,51 @@ from tracker.store.models import utcnow
 log = logging.getLogger("tracker.reminders")
 
 JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
+# A delivery run claims no more once this share of its interval is used, so it ends
+# well before its next run is due, however many reminders wait (the rest go next).
+RUN_SHARE_OF_INTERVAL = 0.5
+# On shutdown: how long running jobs get to end by themselves (the message in hand),
+# then how long after their claims are released and SMTP is hung up. Together well
+# inside the 5 s a person waits for Ctrl+C.
+STOP_GRACE_SECONDS = 2.0
+CUT_OFF_SECONDS = 1.0
+
+
+class DaemonThreadExecutor(BaseExecutor):
+    """Runs each job run in a daemon thread of its own, so a job can never keep the
+    process alive after the scheduler was stopped (see the module doc);
+    `shutdown(wait=True)` still waits for the runs under way, as APScheduler's
+    pools do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._threads: set[threading.Thread] = set()
+        self._threads_lock = threading.Lock()
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        def run() -> None:
+            try:
+                events = run_job(job, job._jobstore_alias, run_times, self._logger.name)
+            except BaseException:  # noqa: BLE001 - reported to the scheduler, as pools do
+                _, error, traceback = sys.exc_info()
+                self._run_job_error(job.id, error, traceback)
+            else:
+                self._run_job_success(job.id, events)
+            finally:
+                with self._threads_lock:
+                    self._threads.discard(threading.current_thread())
+
+        thread = threading.Thread(target=run, name=f"job {job.id}", daemon=True)
+        with self._threads_lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        if wait:
+            with self._threads_lock:
+                running = list(self._threads)
+            for thread in running:
+                thread.join()
 
 
 @dataclass
@@ -53,6 +115,9 @@ class ReminderJobs:
             self.deliverer = Deliverer(
                 engine=self.engine, protocol=self.protocol, settings=self.settings, clock=self.clock
             )
+        self.stopping = self.deliverer.stopping  # one flag for the jobs and the deliverer
+        self._running: Counter[str] = Counter()  # scheduled runs under way, by job
+        self._idle = threading.Condition()
 
     @property
     def _deliverer(self) -> Deliverer:
@@ -70,13 +135,17 @@ class ReminderJobs:
         )  # fmt: skip
         return result
 
+    @property
+    def budget_seconds(self) -> float:
+        return self.settings.deliver_interval_seconds * RUN_SHARE_OF_INTERVAL
+
     def deliver(self) -> DeliveryReport:
-        report = self._deliverer.deliver()
+        report = self._deliverer.deliver(budget_seconds=self.budget_seconds)
         _log_report("deliver", report)
         return report
 
     def escalate(self) -> DeliveryReport:
-        report = self._deliverer.escalate()
+        report = self._deliverer.escalate(budget_seconds=self.budget_seconds)
         _log_report("escalate", report)
         return report
 
@@ -86,9 +155,64 @@ class ReminderJobs:
     def catch_up(self) -> DeliveryReport:
         """What a (re)start does first: plan, deliver what fell due, escalate."""
         self.plan()
+        if self.stopping.is_set():
+            return DeliveryReport()
         report = self.deliver()
         report.add(self.escalate())
         return report
+
+    # -- running under a scheduler, and stopping --
+
+    def scheduled(self, name: str, job: Callable[[], object]) -> Callable[[], None]:
+        """`job` as a scheduler runs it: not at all once stopping, counted while it
+        runs (for `stop`), its failure logged (`_guarded`)."""
+        guarded = _guarded(name, job)
+
+        def run() -> None:
+            with self._idle:
+                if self.stopping.is_set():
+                    return
+                self._running[name] += 1
+            try:
+                guarded()
+            finally:
+                with self._idle:
+                    self._running[name] -= 1
+                    self._idle.notify_all()
+
+        run.__name__ = name
+        return run
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds until no scheduled run is under way."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not +self._running, timeout)
+
+    def _busy(self) -> str:
+        with self._idle:
+            return ", ".join(sorted(+self._running))
+
+    def stop(self, *, grace: float = STOP_GRACE_SECONDS, cut_off: float = CUT_OFF_SECONDS) -> bool:
+        """End the jobs for a shutdown, within `grace + cut_off` seconds; True if no
+        run is left. Runs under way end at their next reminder (`Deliverer.stop`);
+        after `grace`, what they still hold unsent is released and SMTP hung up."""
+        self._deliverer.stop()
+        if self.wait_idle(grace):
+            return True
+        released = self._deliverer.abandon()
+        log.warning(
+            "stopping: %s still running after %.0f s; %d claimed reminders released "
+            "unsent, SMTP sessions hung up",
+            self._busy(), grace, released,
+        )  # fmt: skip
+        if self.wait_idle(cut_off):
+            return True
+        log.warning(
+            "stopping: %s still running; it ends with the process (a plan writes all or "
+            "nothing; a claim runs out after its lease)",
+            self._busy(),
+        )
+        return False
 
 
 def _log_report(job: str, report: DeliveryReport) -> None:
@@ -99,6 +223,8 @@ def _log_report(job: str, report: DeliveryReport) -> None:
             job, report.sent, report.late, report.escalated, report.closed, report.waiting,
             report.unconfirmed,
         )  # fmt: skip
+    if report.deferred:  # out of time (or stopping): the next run goes on from there
+        log.info("%s: %d claimed and handed back for the next run", job, report.deferred)
     for line in summarise_problems(report.problems):
         log.warning("%s: %s", job, line)
 
@@ -150,7 +276,7 @@ def add_jobs(
     plan_every = timedelta(seconds=settings.plan_interval_seconds)
     # plan, then deliver what fell due while nothing ran, then escalate: in that order
     scheduler.add_job(
-        _guarded("catch_up", jobs.catch_up),
+        jobs.scheduled("catch_up", jobs.catch_up),
         "date",
         run_date=first,
         id="reminders.catch_up",
@@ -166,7 +292,7 @@ def add_jobs(
     ]
     for name, job, every in table:
         scheduler.add_job(
-            _guarded(name, job),
+            jobs.scheduled(name, job),
             "interval",
             seconds=every.total_seconds(),
             start_date=first,
@@ -176,11 +302,66 @@ def add_jobs(
             replace_existing=True,
             **JOB_DEFAULTS,
         )
+    # the board's stored site assessments: each day just after midnight in the clinic,
+    # and a minute after start if they are not today's (services/site_assessments.py)
+    scheduler.add_job(
+        jobs.scheduled("assessments", lambda: refresh_stored_assessments(jobs)),
+        "cron",
+        hour=0,
+        minute=5,
+        timezone=jobs.protocol.reminders.zone,
+        next_run_time=first + timedelta(minutes=1),
+        id="assessments.refresh",
+        name="stored site assessments, daily",
+        replace_existing=True,
+        **JOB_DEFAULTS,
+    )
 
 
-def start_background(jobs: ReminderJobs) -> BackgroundScheduler:
-    """Run the reminder jobs in threads of the calling process (the web app's)."""
-    scheduler = BackgroundScheduler(job_defaults=JOB_DEFAULTS, timezone="UTC")
+def refresh_stored_assessments(jobs: ReminderJobs) -> object:
+    """Store today's call for every site unless today's are stored (the board's)."""
+    from tracker.services.site_assessments import refresh_if_stale
+
+    today = clinic_day(jobs.clock(), jobs.protocol.reminders)
+    return refresh_if_stale(engine=jobs.engine, as_of=today, protocol=jobs.protocol)
+
+
+class ReminderScheduler(BackgroundScheduler):
+    """A background scheduler of the reminder jobs that knows them, so that `stop`
+    can ask them to end (APScheduler's own `shutdown` leaves running jobs be)."""
+
+    def __init__(self, jobs: ReminderJobs) -> None:
+        super().__init__(
+            executors={"default": DaemonThreadExecutor()},
+            job_defaults=JOB_DEFAULTS,
+            timezone="UTC",
+        )
+        self.reminder_jobs = jobs
+
+    def stop(self, *, grace: float = STOP_GRACE_SECONDS, cut_off: float = CUT_OFF_SECONDS) -> bool:
+        """Shut down within `grace + cut_off` seconds (see `ReminderJobs.stop`)."""
+        return stop_scheduler(self, self.reminder_jobs, grace=grace, cut_off=cut_off)
+
+
+def stop_scheduler(
+    scheduler: BaseScheduler,
+    jobs: ReminderJobs,
+    *,
+    grace: float = STOP_GRACE_SECONDS,
+    cut_off: float = CUT_OFF_SECONDS,
+) -> bool:
+    """No new runs, and the runs under way ended (`ReminderJobs.stop`); True if none
+    is left running."""
+    jobs.stopping.set()  # first: a run the scheduler starts meanwhile does nothing
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
+    return jobs.stop(grace=grace, cut_off=cut_off)
+
+
+def start_background(jobs: ReminderJobs) -> ReminderScheduler:
+    """Run the reminder jobs in threads of the calling process (the web app's); end
+    them with `.stop()`."""
+    scheduler = ReminderScheduler(jobs)
     add_jobs(scheduler, jobs)
     scheduler.start()
     return scheduler
@@ -192,9 +373,10 @@ def start_background_scheduler(
     settings: Settings,
     protocol: Protocol | None = None,
     clock: Clock = utcnow,
-) -> BackgroundScheduler:
+) -> ReminderScheduler:
     """Start the reminder jobs in background threads of the calling process (the web
-    app) and return the running scheduler; call `.shutdown()` on exit.
+    app) and return the running scheduler; call `.stop()` on exit (it ends within
+    a few seconds, whatever the jobs were doing).
 
     The protocol defaults to `settings.protocol_file` (else the spec's), as for
     `ho-tracker scheduler`. Safe next to a separate scheduler process on the same
@@ -209,8 +391,23 @@ def start_background_scheduler(
 
 
 def run_blocking(jobs: ReminderJobs) -> None:
-    """`ho-tracker scheduler`: run the jobs in this process until stopped."""
-    scheduler = BlockingScheduler(job_defaults=JOB_DEFAULTS, timezone="UTC")
+    """`ho-tracker scheduler`: run the jobs in this process until Ctrl+C or SIGTERM,
+    then stop them as the web app does (`stop_scheduler`)."""
+    scheduler = BlockingScheduler(
+        executors={"default": DaemonThreadExecutor()}, job_defaults=JOB_DEFAULTS, timezone="UTC"
+    )
     add_jobs(scheduler, jobs)
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        scheduler.start()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            scheduler.start()
+    finally:
+        stop_scheduler(scheduler, jobs)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)

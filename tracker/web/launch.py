@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from tracker.config import Settings
 from tracker.errors import Conflict
+
+# On Ctrl+C or SIGTERM uvicorn lets requests under way finish, for at most this long;
+# then the app's shutdown stops the reminder jobs (`ReminderScheduler.stop`, at most
+# 3 s), so the server is gone within 5 s whatever is due (issue 14).
+REQUESTS_GRACE_SECONDS = 1  # whole seconds: uvicorn takes an int
 
 DEMO_PASSWORD = "demo-password"  # printed by `ho-tracker demo`: a demo, never a real unit
 DEMO_USERS = (("clinician", "clinician"), ("surgeon", "surgeon"), ("admin", "admin"))
@@ -41,3 +47,22 @@ def ensure_demo_users(*, engine: Engine) -> list[DemoUser]:
 def address(host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return f"http://{shown}:{port}/"
+
+
+def serve(*, engine: Engine, host: str, port: int, settings: Settings | None = None) -> None:
+    """Run the web app with the reminder scheduler under uvicorn until Ctrl+C or
+    SIGTERM; then it ends within 5 s (see REQUESTS_GRACE_SECONDS)."""
+    import uvicorn
+
+    from tracker.config import get_settings
+    from tracker.web.app import create_app
+
+    app = create_app(settings or get_settings(), engine, run_scheduler=True)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=REQUESTS_GRACE_SECONDS,
+    )
+    uvicorn.Server(config).run()
