@@ -1,17 +1,13 @@
-"""`ho-tracker report`: a patient's report, or with --board the cohort board.
-
-Registered in `tracker.cli` (`app.command("report")(report_command)`); like every
-command it parses, calls one service and prints where the file went.
-"""
+"""`ho-tracker report`: a patient's report, or with --board the cohort board."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tracker.cli.console import day_or_today, open_engine, out
 from tracker.errors import TrackerError
 
 DEFAULT_OUT = Path("reports")
@@ -42,7 +38,6 @@ def report_command(
 ) -> None:
     """Write a surgeon's report for a patient (readiness, trend figure, timeline,
     reminders), or with --board the cohort board, as HTML or PDF."""
-    from tracker.cli import _engine, _parse_date, out
     from tracker.services.assessment import protocol_from
     from tracker.services.reports import (
         board_report,
@@ -53,13 +48,13 @@ def report_command(
     )
 
     check_format(fmt)
-    day = _parse_date(as_of, "--as-of") if as_of else dt.date.today()
+    day = day_or_today(as_of, "--as-of")
     rules = protocol_from(protocol)
     source = protocol.name if protocol is not None else "the spec's defaults"
     if board:
         if mrn is not None:
             raise TrackerError(f"Name one patient ({mrn}) or use --board, not both.")
-        cohort = board_report(engine=_engine(), as_of=day, protocol=rules, protocol_name=source)
+        cohort = board_report(engine=open_engine(), as_of=day, protocol=rules, protocol_name=source)
         path = write_board_report(cohort, out_dir, fmt)
         out.print(
             f"Wrote the cohort board as of {day.isoformat()} ({len(cohort.sites)} sites of "
@@ -69,7 +64,7 @@ def report_command(
     if mrn is None:
         raise TrackerError("Name a patient (ho-tracker report MRN), or use --board.")
     report = patient_report(
-        engine=_engine(), mrn=mrn, as_of=day, protocol=rules, protocol_name=source
+        engine=open_engine(), mrn=mrn, as_of=day, protocol=rules, protocol_name=source
     )
     path = write_patient_report(report, out_dir, fmt)
     out.print(f"Wrote the report of {mrn} as of {day.isoformat()} to {path}.")

@@ -1,8 +1,5 @@
-"""`ho-tracker reminders ...`, `teams ...`, `patient set-team` and `scheduler`.
-
-Registered on the main app in `tracker.cli`; the database URL and the console come
-from there (imported inside the commands: `tracker.cli` imports this module).
-"""
+"""`ho-tracker reminders plan|list|ack|deliver` and `ho-tracker scheduler`, which runs
+the same reminder jobs on its own until stopped."""
 
 from __future__ import annotations
 
@@ -15,16 +12,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from tracker.cli.console import clinic_protocol, day_or_today, err, login_name, open_engine, out
 from tracker.config import get_settings
 from tracker.errors import TrackerError
 from tracker.vocab import ReminderStatus
 
-reminders_app = typer.Typer(
+app = typer.Typer(
     help="Screening and follow-up reminders: plan, list, acknowledge, deliver.",
     no_args_is_help=True,
-)
-teams_app = typer.Typer(
-    help="Teams (units, wards) and where their reminders go.", no_args_is_help=True
 )
 
 ProtocolOption = Annotated[
@@ -33,15 +28,10 @@ ProtocolOption = Annotated[
         help="Clinic protocol TOML file (default: HO_TRACKER_PROTOCOL_FILE or the spec's)."
     ),
 ]
+STATUSES = ", ".join(s.value for s in ReminderStatus)
 
 
-def _protocol(path: Path | None) -> Any:
-    from tracker.services.assessment import protocol_from
-
-    return protocol_from(path or get_settings().protocol_file)
-
-
-@reminders_app.command("plan")
+@app.command("plan")
 def plan_command(
     as_of: Annotated[str | None, typer.Option(help="Plan as of this date (default today).")] = None,
     dry_run: Annotated[
@@ -51,11 +41,12 @@ def plan_command(
     protocol: ProtocolOption = None,
 ) -> None:
     """Plan every reminder due up to as_of + 60 days (the protocol's horizon)."""
-    from tracker.cli import _engine, _parse_date, out
     from tracker.reminders.planner import plan
 
-    day = _parse_date(as_of, "--as-of") if as_of else dt.date.today()
-    result = plan(engine=_engine(), as_of=day, protocol=_protocol(protocol), dry_run=dry_run)
+    day = day_or_today(as_of, "--as-of")
+    result = plan(
+        engine=open_engine(), as_of=day, protocol=clinic_protocol(protocol), dry_run=dry_run
+    )
     verb = "would be" if dry_run else "were"
     for title, frame, extra in (
         ("created", result.created, "detail"),
@@ -88,27 +79,20 @@ def plan_command(
     )
 
 
-@reminders_app.command("list")
+@app.command("list")
 def list_command(
     mrn: Annotated[str | None, typer.Option(help="Only this patient (all statuses).")] = None,
-    status: Annotated[
-        str | None,
-        typer.Option(help=f"Only this status: {', '.join(s.value for s in ReminderStatus)}."),
-    ] = None,
+    status: Annotated[str | None, typer.Option(help=f"Only this status: {STATUSES}.")] = None,
     team: Annotated[str | None, typer.Option(help="Only this team's patients.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """The worklist: open reminders (due, sent), most overdue first, or those of a
     patient (all statuses, lapsed included) or status."""
-    from tracker.cli import _engine, out
     from tracker.services.worklist import WorklistFilters, every_row, patient_reminders
 
     if status and status not in ReminderStatus.__members__:
-        raise TrackerError(
-            f"--status '{status}' is not a reminder status; use one of "
-            f"{', '.join(s.value for s in ReminderStatus)}."
-        )
-    engine = _engine()
+        raise TrackerError(f"--status '{status}' is not a reminder status; use one of {STATUSES}.")
+    engine = open_engine()
     if mrn:
         rows = [
             row
@@ -170,33 +154,29 @@ def _json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@reminders_app.command("ack")
+@app.command("ack")
 def ack_command(
     reminder_id: Annotated[int, typer.Argument(help="The reminder's id (see list).")],
     reason: Annotated[str | None, typer.Option(help="Why (kept on the reminder).")] = None,
 ) -> None:
     """Acknowledge a reminder: it is closed and will not be escalated."""
-    import getpass
-
-    from tracker.cli import _engine, out
     from tracker.services.worklist import acknowledge
 
-    try:
-        by = getpass.getuser()
-    except (OSError, KeyError):  # no login name in this environment
-        by = "cli"
-    done = acknowledge(engine=_engine(), reminder_id=reminder_id, by=by, reason=reason)
+    done = acknowledge(
+        engine=open_engine(), reminder_id=reminder_id, by=login_name(), reason=reason
+    )
     out.print(f"Reminder {reminder_id} acknowledged (was {done.previous}): {done.description}.")
 
 
-@reminders_app.command("deliver")
+@app.command("deliver")
 def deliver_command(protocol: ProtocolOption = None) -> None:
     """Deliver due reminders and escalations once, now (the scheduler does this on its own)."""
-    from tracker.cli import _engine, err, out
     from tracker.reminders.delivery import Deliverer
     from tracker.reminders.jobs import summarise_problems
 
-    deliverer = Deliverer(engine=_engine(), protocol=_protocol(protocol), settings=get_settings())
+    deliverer = Deliverer(
+        engine=open_engine(), protocol=clinic_protocol(protocol), settings=get_settings()
+    )
     report = deliverer.deliver()
     report.add(deliverer.escalate())
     for line in summarise_problems(report.problems):
@@ -208,58 +188,8 @@ def deliver_command(protocol: ProtocolOption = None) -> None:
     )
 
 
-# --- teams ------------------------------------------------------------------------------
-
-
-@teams_app.command("add")
-def teams_add(
-    name: Annotated[str, typer.Argument(help="Team name, as in patients.csv.")],
-    email: Annotated[str | None, typer.Option(help="Where the team's reminders go.")] = None,
-    escalation_email: Annotated[
-        str | None, typer.Option(help="Where escalations go (default: --email).")
-    ] = None,
-) -> None:
-    """Add a team, or set the addresses of an existing one."""
-    from tracker.cli import _engine, out
-    from tracker.services.teams import add_team
-
-    new = add_team(engine=_engine(), name=name, email=email, escalation_email=escalation_email)
-    out.print(f"Team {name} {'added' if new else 'updated'}.")
-
-
-@teams_app.command("list")
-def teams_list() -> None:
-    """Every team with its addresses and number of patients."""
-    from tracker.cli import _engine, out
-    from tracker.services.teams import list_teams
-
-    table = Table("team", "e-mail", "escalation e-mail", "patients", title="Teams")
-    for item in list_teams(engine=_engine()):
-        table.add_row(
-            item.name, item.email or "(none: reminders wait)", item.escalation_email or "",
-            str(item.patients),
-        )  # fmt: skip
-    out.print(table)
-
-
-def set_team_command(
-    mrn: Annotated[str, typer.Argument(help="The patient's mrn.")],
-    team: Annotated[str, typer.Argument(help="A team added with `teams add`.")],
-) -> None:
-    """Put a patient in a team; its reminders go to that team."""
-    from tracker.cli import _engine, out
-    from tracker.services.teams import set_patient_team
-
-    previous = set_patient_team(engine=_engine(), mrn=mrn, team_name=team)
-    out.print(f"Patient {mrn} is now in team {team}" + (f" (was {previous})." if previous else "."))
-
-
-# --- the scheduler ----------------------------------------------------------------------
-
-
 def scheduler_command(protocol: ProtocolOption = None) -> None:
     """Run the reminder jobs (plan, deliver, escalate, daily digest) until stopped."""
-    from tracker.cli import _engine
     from tracker.reminders.jobs import ReminderJobs, run_blocking
 
     logging.basicConfig(
@@ -270,4 +200,5 @@ def scheduler_command(protocol: ProtocolOption = None) -> None:
         logging.getLogger("tracker.reminders").warning(
             "no SMTP server configured (HO_TRACKER_SMTP_HOST): reminders stay on the worklist"
         )
-    run_blocking(ReminderJobs(engine=_engine(), protocol=_protocol(protocol), settings=settings))
+    engine = open_engine()
+    run_blocking(ReminderJobs(engine=engine, protocol=clinic_protocol(protocol), settings=settings))

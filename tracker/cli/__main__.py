@@ -1,0 +1,5 @@
+"""`python -m tracker.cli ...` runs `ho-tracker ...`."""
+
+from tracker.cli import main
+
+main()
