@@ -51,6 +51,7 @@ ARGS = [
     "--no-first-run",
 ]
 START_SECONDS = 15
+TIMEOUT_MS = 10_000  # a page or element that has not come in 10 s is not coming
 
 
 def _free_port() -> int:
@@ -123,7 +124,12 @@ class Watched:
     """A page that remembers every console error and uncaught exception."""
 
     def __init__(self, browser: object, base: str, width: int = 1366):
-        self.context = browser.new_context(viewport={"width": width, "height": 900})  # type: ignore[attr-defined]
+        # a clinic in the UK: dates typed day first, clocks in London
+        self.context = browser.new_context(  # type: ignore[attr-defined]
+            viewport={"width": width, "height": 900},
+            locale="en-GB",
+            timezone_id="Europe/London",
+        )
         self.page = self.context.new_page()
         self.base = base
         self.errors: list[str] = []
@@ -132,17 +138,31 @@ class Watched:
         # a refused form answers 422 (or 403) on purpose and Chromium logs that page
         # load as a console error: loads are judged here instead, sub-resources only
         self.page.on("response", self._response)
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.documents: list[tuple[int, str]] = []  # every page load: (status, URL)
+        self.refusals: list[str] = []  # 4xx pages that marked no field (ok_or_marked)
 
     def _console(self, message: Any) -> None:
         if message.type == "error" and not message.text.startswith("Failed to load resource"):
             self.errors.append(message.text)
 
     def _response(self, response: Any) -> None:
-        if response.status >= 400 and response.request.resource_type != "document":
+        if response.request.resource_type == "document":
+            if response.frame == self.page.main_frame:
+                self.documents.append((response.status, response.url))
+        elif response.status >= 400:
             self.errors.append(f"{response.status} {response.url}")
 
     def go(self, path: str) -> None:
         self.page.goto(self.base + path)
+        self._no_server_error(path)
+
+    def _no_server_error(self, what: str) -> None:
+        """A 5xx fails at once, naming the URL and what the error page says."""
+        if self.documents and self.documents[-1][0] >= 500:
+            status, url = self.documents[-1]
+            said = self.page.locator("body").inner_text()[:400]
+            raise AssertionError(f"{what}: the server answered {status} at {url}: {said}")
 
     def shot(self, name: str) -> Path:
         SCREENS.mkdir(parents=True, exist_ok=True)
@@ -150,12 +170,57 @@ class Watched:
         self.page.screenshot(path=str(path), full_page=True)
         return path
 
-    def sign_in(self, username: str) -> None:
+    def sign_in(self, username: str, password: str = PASSWORD, lands: Any = "**/worklist") -> None:
         self.go("/signin")
         self.page.fill("#username", username)
-        self.page.fill("#password", PASSWORD)
+        self.page.fill("#password", password)
         self.page.click("button:has-text('Sign in')")
-        self.page.wait_for_url("**/worklist")
+        self.page.wait_for_url(lands)
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of the page now shown (after any redirect)."""
+        assert self.documents, "no page has been loaded yet"
+        return self.documents[-1][0]
+
+    def submit(self, button: Any) -> int:
+        """Click a form's button, wait for the page it leads to, and return its status.
+        A page that refuses the form (4xx) must say so beside a field (`ok_or_marked`)."""
+        with self.page.expect_navigation():
+            button.click()
+        self._no_server_error("a form sent")
+        return self.status
+
+    def ok_or_marked(self, what: str) -> int:
+        """The page shown now either succeeded (below 400), or refused with a field
+        marked (aria-invalid, or a column marked invalid) and a reason in words; never a
+        5xx. A refusal that marks nothing is kept in `refusals` (the journey goes on;
+        `assert_clean` fails the test at its end). Returns the status."""
+        status, url = self.documents[-1]
+        assert status < 500, f"{what}: {status} at {url}"
+        if status >= 400:
+            marked = self.page.locator("main [aria-invalid='true'], main .invalid")
+            said = self.page.locator("main .field-error, main [role=alert]")
+            if marked.count() == 0 or said.count() == 0:
+                shown = " | ".join(said.all_inner_texts())[:300] or "no message"
+                self.refusals.append(f"{what}: {status} at {url}, no field marked ({shown})")
+        return status
+
+    def assert_clean(self) -> None:
+        """No console error, no failed sub-resource, no refusal that marked nothing."""
+        assert self.errors == [], self.errors
+        assert self.refusals == [], self.refusals
+
+    def notices(self) -> list[str]:
+        """The one-time notices the page shows (server-side flash, never URL text)."""
+        return [n.strip() for n in self.page.locator("p.notice[role=status]").all_inner_texts()]
+
+    def fits(self) -> tuple[int, int]:
+        """(scrollWidth, innerWidth): the page must not scroll sideways."""
+        widths = self.page.evaluate(
+            "() => [document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        return int(widths[0]), int(widths[1])
 
     def close(self) -> None:
         self.context.close()
