@@ -135,20 +135,7 @@ def audit_trail(
     query = query.order_by(a.at.desc(), a.id.desc()).limit(max(1, limit))
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
-    return [
-        AuditRow(
-            id=row["id"],
-            at=_utc(row["at"]),
-            username=row["username"],
-            action=row["action"],
-            entity=row["entity"],
-            entity_id=row["entity_id"],
-            mrn=row["mrn"],
-            before=json.loads(row["before"]) if row["before"] else None,
-            after=json.loads(row["after"]) if row["after"] else None,
-        )
-        for row in rows
-    ]
+    return [_audit_row(row) for row in rows]
 
 
 def last_change(conn: Connection, *, entity: str, entity_id: int) -> tuple[str | None, dt.datetime]:
