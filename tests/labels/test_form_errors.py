@@ -1,6 +1,6 @@
 """A refused form speaks in sentences, through the real routes: the finding is named
 by its number and site, the summary counts only fields that are marked below, and a
-problem that belongs to no field is listed in words."""
+study with no finding marks where the first one goes."""
 
 from __future__ import annotations
 
@@ -65,14 +65,15 @@ def test_a_finding_without_ho_is_named_by_its_number_and_site(clinician: TestCli
     assert "findings[1].ho" not in alert and "is required:" not in alert
 
 
-def test_a_problem_on_no_field_is_listed_in_words_and_nothing_claims_a_mark(
+def test_a_study_with_no_finding_marks_the_first_findings_site_and_says_why(
     clinician: TestClient,
 ) -> None:
     page = post_study(clinician)  # a study with no finding at all
     alert = alert_of(page)
-    assert "marked below" not in alert
-    assert "Give at least one site finding" in alert
-    assert not re.search(r'<(input|select|textarea)[^>]*aria-invalid="true"', page)
+    assert "Fix the 1 field marked below." in alert
+    assert "Finding 1: Site is required: give at least one finding" in alert
+    marked = re.findall(r'<(?:input|select|textarea)[^>]*aria-invalid="true"[^>]*>', page)
+    assert len(marked) == 1 and 'name="findings[0].site"' in marked[0]
 
 
 def test_a_blank_void_reason_says_which_field_is_missing(
