@@ -18,11 +18,12 @@ from tests.web.web_support import DEMO
 from tracker.errors import TrackerError
 from tracker.interchange.csv_import import import_folder
 from tracker.protocol import Protocol
-from tracker.services import patients as patient_service
 from tracker.services.assessment import assess_all
 from tracker.services.patients import PatientSearch, list_patients, search_patients
+from tracker.services.site_assessments import assessment_state, refresh_all
 from tracker.staging.cohort import cohort_as_json_sites
-from tracker.web.views import PatientFilters, patient_rows
+from tracker.store.models import SiteAssessment, table_of
+from tracker.web.views import PatientFilters, PatientRow, patient_rows
 
 AS_OF = dt.date(2026, 11, 2)
 
@@ -108,6 +109,36 @@ def test_filters_hold_on_every_page(engine: Engine, tied: list[dict[str, object]
     assert set(walked) == expected and len(walked) == len(expected)
 
 
+def test_a_word_that_starts_family_names_given_names_and_mrns_lists_each_match_once_in_order(
+    engine: Engine,
+) -> None:
+    """The name search reads family names, given names and MRNs separately and merges
+    them: a patient matching twice is listed once, and the pages keep the name order
+    across the three."""
+    rows = [patient(f"F{n:02d}", "Jones", f"Ann{n}") for n in range(6)]  # family name
+    rows += [patient(f"G{n:02d}", "Brown", "Jonah") for n in range(5)]  # given name
+    rows += [patient(f"JON{n:02d}", "Clark", "Eve") for n in range(4)]  # the MRN
+    rows += [patient("B01", "Jonas", "Jon"), patient("JON-X", "Jonsson", "Jo")]  # twice, thrice
+    rows += [patient("Z01", "Smith", "Ann"), patient("Z02", "Ajones", "Bo")]  # neither
+    add_patients(engine, rows)
+    walked = [mrn for page in walk(engine, PatientSearch(text="JON"), size=4) for mrn in page]
+    expected = ["G00", "G01", "G02", "G03", "G04", "JON00", "JON01", "JON02", "JON03"]
+    expected += ["B01", *(f"F{n:02d}" for n in range(6)), "JON-X"]  # brown, clark, jonas, ...
+    assert walked == expected
+
+
+def test_the_list_sorts_by_code_point_on_every_backend(engine: Engine) -> None:
+    add_patients(
+        engine,
+        [patient("P1", "Zulu", "Al"), patient("P2", "Ábel", "Al"), patient("P3", "abel", "Al")],
+    )
+    assert [p.mrn for p in search_patients(engine=engine, search=PatientSearch()).patients] == [
+        "P3",
+        "P1",
+        "P2",
+    ]
+
+
 @pytest.mark.parametrize(
     ("typed", "wanted"),
     [
@@ -169,6 +200,32 @@ def test_a_page_reads_a_fixed_number_of_queries(demo: Engine) -> None:
     assert not any("count(*)" in s.lower() for s in statements)
 
 
+def stored_sites(engine: Engine) -> dict[str, list[dict[str, object]]]:
+    """Every stored site assessment, per MRN, as the patient list shows them."""
+    a = table_of(SiteAssessment).c
+    query = sa.select(a.mrn, a.site, a.side, a.stage, a.activity, a.readiness, a.flags)
+    sites: dict[str, list[dict[str, object]]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(query.order_by(a.patient_id, a.id)).mappings():
+            flags = [f for f in row["flags"].split(";") if f]
+            sites.setdefault(row["mrn"], []).append({**row, "flags": flags})
+    return sites
+
+
+def walk_rows(engine: Engine, filters: PatientFilters, as_of: dt.date = AS_OF) -> list[PatientRow]:
+    rows: list[PatientRow] = []
+    after = None
+    while True:
+        page = patient_rows(
+            engine=engine, filters=filters, as_of=as_of, protocol=Protocol(), after=after, size=2
+        )
+        assert len(page.rows) <= 2 and page.assessed
+        rows += page.rows
+        if page.next_after is None:
+            return rows
+        after = page.next_after
+
+
 @pytest.mark.parametrize(
     "filters",
     [
@@ -180,36 +237,89 @@ def test_a_page_reads_a_fixed_number_of_queries(demo: Engine) -> None:
     ],
     ids=lambda f: "-".join(v for v in (f.stage, f.readiness, f.flag) if v),
 )
-def test_assessment_filters_page_through_every_matching_patient_once(
-    demo: Engine, monkeypatch: pytest.MonkeyPatch, filters: PatientFilters
+def test_site_filters_page_through_every_patient_with_a_matching_stored_site_once(
+    demo: Engine, filters: PatientFilters
 ) -> None:
-    # small batches, so the walk needs several reads to fill a page
-    monkeypatch.setattr(patient_service, "_BATCH", 3)
-    sites = cohort_as_json_sites(assess_all(engine=demo, as_of=AS_OF, protocol=Protocol()))
+    refresh_all(engine=demo, as_of=AS_OF, protocol=Protocol())
+    sites = stored_sites(demo)
     expected = {
         mrn
         for mrn, own in sites.items()
         if any(
             (not filters.stage or s["stage"] == filters.stage)
             and (not filters.readiness or s["readiness"] == filters.readiness)
-            and (not filters.flag or filters.flag in s["flags"])
+            and (not filters.flag or filters.flag in s["flags"])  # type: ignore[operator]
             for s in own
         )
     }
     assert expected, "the demo should hold a patient for this filter"
-    walked: list[str] = []
-    after = None
-    while True:
-        page = patient_rows(
-            engine=demo, filters=filters, as_of=AS_OF, protocol=Protocol(), after=after, size=2
+    rows = walk_rows(demo, filters)
+    assert sorted(row.summary.mrn for row in rows) == sorted(expected)
+    assert all(row.sites == sites[row.summary.mrn] for row in rows)
+
+
+def test_stored_sites_agree_with_the_cohort_assessment_they_were_made_from(demo: Engine) -> None:
+    refresh_all(engine=demo, as_of=AS_OF, protocol=Protocol())
+    cohort = cohort_as_json_sites(assess_all(engine=demo, as_of=AS_OF, protocol=Protocol()))
+    rows = walk_rows(demo, PatientFilters(readiness="not_ready"))
+    assert rows
+    for row in rows:
+        shown = [(s["site"], s["side"], s["stage"], s["readiness"]) for s in row.sites or []]
+        made = [(s["site"], s["side"], s["stage"], s["readiness"]) for s in cohort[row.summary.mrn]]
+        assert shown == made
+
+
+def _store(engine: Engine, mrn: str, **changes: str) -> None:
+    a = table_of(SiteAssessment).c
+    with engine.begin() as conn:
+        conn.execute(sa.update(table_of(SiteAssessment)).where(a.mrn == mrn).values(**changes))
+
+
+def test_the_readiness_filter_reads_the_stored_calls_not_a_fresh_assessment(
+    demo: Engine,
+) -> None:
+    """What the board stores is what the list filters by: a patient whose stored
+    sites say ready is found as ready, and one whose stored sites no longer do is not
+    (a cohort run would say otherwise for both)."""
+    refresh_all(engine=demo, as_of=AS_OF, protocol=Protocol())
+    assert "H-READY" in [r.summary.mrn for r in walk_rows(demo, PatientFilters(readiness="ready"))]
+    _store(demo, "H-FOP", readiness="ready")
+    _store(demo, "H-READY", readiness="not_ready")
+    rows = walk_rows(demo, PatientFilters(readiness="ready"))
+    listed = [row.summary.mrn for row in rows]
+    assert "H-FOP" in listed and "H-READY" not in listed
+    fop = next(row for row in rows if row.summary.mrn == "H-FOP")
+    assert fop.sites and all(site["readiness"] == "ready" for site in fop.sites)
+
+
+def test_site_filters_say_when_the_stored_calls_are_not_todays(demo: Engine) -> None:
+    refresh_all(engine=demo, as_of=AS_OF, protocol=Protocol())
+    today = patient_rows(
+        engine=demo, filters=PatientFilters(readiness="ready"), as_of=AS_OF, protocol=Protocol()
+    )
+    assert today.stale is None and today.assessed_as_of == AS_OF
+    later = AS_OF + dt.timedelta(days=3)
+    page = patient_rows(
+        engine=demo, filters=PatientFilters(readiness="ready"), as_of=later, protocol=Protocol()
+    )
+    assert page.stale == "Assessed as of 2 Nov 2026; refresh."
+    assert "H-READY" in [row.summary.mrn for row in page.rows]  # still the stored calls
+
+
+def test_site_filters_store_todays_calls_when_none_are_stored(demo: Engine) -> None:
+    assert assessment_state(engine=demo).empty
+    page = patient_rows(
+        engine=demo, filters=PatientFilters(readiness="ready"), as_of=AS_OF, protocol=Protocol()
+    )
+    assert "H-READY" in [row.summary.mrn for row in page.rows] and page.stale is None
+    assert assessment_state(engine=demo).current(AS_OF, Protocol().fingerprint)
+
+
+def test_a_bad_site_filter_is_refused_in_words(demo: Engine) -> None:
+    with pytest.raises(TrackerError, match="Readiness 'maybe' is not a readiness verdict"):
+        patient_rows(
+            engine=demo, filters=PatientFilters(readiness="maybe"), as_of=AS_OF, protocol=Protocol()
         )
-        assert len(page.rows) <= 2 and page.assessed
-        walked += [row.summary.mrn for row in page.rows]
-        assert all(row.sites == sites[row.summary.mrn] for row in page.rows)
-        if page.next_after is None:
-            break
-        after = page.next_after
-    assert sorted(walked) == sorted(expected)
 
 
 @pytest.fixture
@@ -220,7 +330,8 @@ def demo(engine: Engine) -> Engine:
 
 def test_name_search_reads_the_prefix_indexes_not_the_whole_table(demo: Engine) -> None:
     """At 100,000 patients a search must not scan the cohort: the plan of the query
-    reads the indexes on lower(family_name), lower(given_name) and lower(mrn)."""
+    reads the name-order index for the family name, and the indexes on
+    lower(given_name) and lower(mrn)."""
     statements: list[tuple[str, object]] = []
 
     def keep(conn: object, cursor: object, statement: str, params: object, *_: object) -> None:
@@ -241,5 +352,6 @@ def test_name_search_reads_the_prefix_indexes_not_the_whole_table(demo: Engine) 
             cursor.execute("SET enable_seqscan = off")  # the demo is too small to need them
             cursor.execute("EXPLAIN " + statement, params)
             plan = " ".join(str(row[0]) for row in cursor.fetchall())
-    for index in ("family_name_folded", "given_name_folded", "mrn_folded"):
+    # the family name is a range of the name-order index (read in the list's order)
+    for index in ("name_order", "given_name_folded", "mrn_folded"):
         assert f"ix_patient_{index}" in plan, plan

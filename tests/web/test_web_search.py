@@ -5,6 +5,7 @@ filter, and Next/First links that page through namesakes keeping the filters."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import html
 import re
 import tempfile
@@ -12,12 +13,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from tests.conftest import write_csv
-from tests.web.web_support import DEMO, sign_in
+from tests.web.web_support import DEMO, csrf_in, make_client_on, sign_in
 from tracker.interchange.csv_import import import_folder
+from tracker.protocol import Protocol
+from tracker.services.site_assessments import refresh_all
+from tracker.store.models import SiteAssessment, table_of
 from tracker.templating import words
 
 
@@ -269,3 +274,81 @@ def test_next_and_first_keep_the_filters_in_the_url(
     assert set(listed) == expected and len(listed) == len(expected)
     back = re.search(r'<a href="([^"]+)">First page</a>', pages[1])
     assert back and html.unescape(back.group(1)) == "/patients?q=smith+jo&team=spinal_unit"
+
+
+# --- the stage, readiness and flag filters read the board's stored assessments ---------
+
+AS_OF = dt.date(2026, 11, 2)
+
+
+def _set_stored(engine: Engine, mrn: str, **values: str) -> None:
+    a = table_of(SiteAssessment).c
+    with engine.begin() as conn:
+        conn.execute(sa.update(table_of(SiteAssessment)).where(a.mrn == mrn).values(**values))
+
+
+def _stored(engine: Engine, mrn: str) -> list[dict[str, object]]:
+    a = table_of(SiteAssessment).c
+    with engine.connect() as conn:
+        query = sa.select(a.site, a.side, a.stage).where(a.mrn == mrn)
+        return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def test_readiness_ready_lists_the_patients_whose_stored_calls_say_ready(
+    demo_engine: Engine,
+) -> None:
+    refresh_all(engine=demo_engine, as_of=AS_OF, protocol=Protocol())
+    _set_stored(demo_engine, "H-FOP", readiness="ready")  # a cohort run would not say so
+    with make_client_on(demo_engine, AS_OF) as client:
+        sign_in(client, "surgeon")
+        form = read_form(client.get("/patients").text, "/patients")
+        page = client.get("/patients", params=with_value(form.fields, "readiness", "ready"))
+    assert page.status_code == 200
+    assert {"H-FOP", "H-READY"} <= set(listed_mrns(page.text))
+    row = page.text.split('href="/patients/H-FOP"', 1)[1].split("</tr>", 1)[0]
+    assert f", {words('ready')}" in html.unescape(row)  # its sites, as stored
+    assert 'id="patients-stale"' not in page.text  # today's calls: nothing to say
+
+
+def test_stored_calls_of_an_earlier_day_are_announced_as_the_board_does(
+    demo_engine: Engine,
+) -> None:
+    refresh_all(engine=demo_engine, as_of=AS_OF, protocol=Protocol())
+    with make_client_on(demo_engine, AS_OF + dt.timedelta(days=5)) as client:
+        sign_in(client, "clinician")
+        page = client.get("/patients", params={"readiness": "ready"})
+        board = client.get("/board")
+    said = "Assessed as of 2 Nov 2026; refresh."
+    notice = page.text.split('id="patients-stale"', 1)[1].split("</div>", 1)[0]
+    assert said in notice and 'href="/board"' in notice
+    assert said in board.text  # the board's own words
+    assert "H-READY" in listed_mrns(page.text)
+    plain = client.get("/patients", params={"q": "hughes"})
+    assert 'id="patients-stale"' not in plain.text  # no site filter: nothing stored is read
+
+
+def test_a_patient_imported_on_the_web_reaches_the_stored_assessments(
+    demo_engine: Engine,
+) -> None:
+    refresh_all(engine=demo_engine, as_of=AS_OF, protocol=Protocol())
+    files = {
+        "patients.csv": "mrn,birth_date,sex,family_name,given_name,team\n"
+        "W-NEW,1980-02-03,male,Imported,Ian,\n",
+        "injuries.csv": "mrn,kind,date,notes\nW-NEW,burn,2026-06-01,\n",
+        "imaging.csv": (DEMO / "imaging.csv").read_text().splitlines()[0] + "\n"
+        "W-NEW,2026-09-10,radiograph,hip,right,present,mass,central,none,no,,,,,55,,\n",
+    }
+    with make_client_on(demo_engine, AS_OF) as client:
+        sign_in(client, "clinician")
+        page = client.get("/import")
+        sent = client.post(
+            "/import",
+            data={"csrf_token": csrf_in(page.text)},
+            files=[("files", (name, text.encode(), "text/csv")) for name, text in files.items()],
+        )
+        assert sent.status_code == 200, sent.text
+        stored = _stored(demo_engine, "W-NEW")
+        assert [(site["site"], site["side"]) for site in stored] == [("hip", "right")]
+        found = client.get("/patients", params={"q": "imported", "stage": stored[0]["stage"]})
+    assert listed_mrns(found.text) == ["W-NEW"]
+    assert "right hip" in found.text

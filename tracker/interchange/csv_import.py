@@ -41,6 +41,8 @@ class ImportSummary:
     sites_completed: list[int] = field(default_factory=list)
     # how many patients the added rows belong to (new patients and stored ones)
     patients_with_new_rows: int = 0
+    # their MRNs, sorted (whose stored site assessments an import makes out of date)
+    mrns_with_new_rows: list[str] = field(default_factory=list)
 
     @property
     def total_added(self) -> int:
@@ -226,9 +228,9 @@ def _write(
     for name, stored in existing.items():
         summary.unchanged[name] = int(stored.sum())
     if new_rows:
-        summary.patients_with_new_rows = int(
-            pd.concat([rows["mrn"] for rows in new_rows.values()]).nunique()
-        )
+        mrns = pd.concat([rows["mrn"] for rows in new_rows.values()]).dropna().unique()
+        summary.mrns_with_new_rows = sorted(str(mrn) for mrn in mrns)
+        summary.patients_with_new_rows = len(summary.mrns_with_new_rows)
 
     if fmt.PATIENTS.name in new_rows:
         rows = new_rows[fmt.PATIENTS.name]

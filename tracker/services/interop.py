@@ -38,8 +38,14 @@ def fhir_bundle(
 def import_fhir(
     *, engine: Engine, path: Path, today: dt.date | None = None, progress: Progress | None = None
 ) -> ImportSummary:
-    """Store a Bundle file, all or nothing, through the CSV import's checks."""
-    return fhir_import.import_bundle_file(engine, path, today=today, progress=progress)
+    """Store a Bundle file, all or nothing, through the CSV import's checks; then the
+    stored site assessments of its patients are refreshed (services/imports.py)."""
+    from tracker.services.imports import refresh_imported
+
+    summary = fhir_import.import_bundle_file(engine, path, today=today, progress=progress)
+    day = today or dt.date.today()
+    refresh_imported(engine=engine, mrns=summary.mrns_with_new_rows, as_of=day)
+    return summary
 
 
 def export_research(

@@ -6,7 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,17 @@ from tracker.services.record_store import (
     stored_together,
     without_timestamps,
 )
-from tracker.store.models import ImagingStudy, Injury, Patient, SiteFinding, Team, table_of
+from tracker.services.site_assessments import SiteFilters, patients_with_sites
+from tracker.store.models import (
+    ImagingStudy,
+    Injury,
+    Patient,
+    SiteAssessment,
+    SiteFinding,
+    Team,
+    patient_name_order,
+    table_of,
+)
 from tracker.store.story import PatientStory, load_story
 
 
@@ -46,7 +56,6 @@ class PatientSummary:
 
 
 PAGE_SIZE = 50  # rows on a page of the patient list (issue 14)
-_BATCH = 500  # candidates read at a time when `keep` narrows them further
 _MAX_WORDS = 4
 
 
@@ -62,14 +71,19 @@ class PatientSearch:
     team: str | None = None
     injury: str | None = None
     with_ho: bool | None = None
+    # a stored site assessment meeting all of these (services/site_assessments.py)
+    sites: SiteFilters = SiteFilters()
 
 
 @dataclass(frozen=True)
 class PatientPage:
-    """One page of the patient list and where the next one starts (None: the last)."""
+    """One page of the patient list and where the next one starts (None: the last).
+    With site filters, `sites` holds each listed patient's stored sites (mrn ->
+    site, side, stage, activity, readiness, flags), in the order they were assessed."""
 
     patients: list[PatientSummary]
     next_after: str | None
+    sites: dict[str, list[dict[str, Any]]] | None = None
 
 
 def search_patients(
@@ -78,7 +92,6 @@ def search_patients(
     search: PatientSearch,
     after: str | None = None,
     size: int = PAGE_SIZE,
-    keep: Callable[[list[str]], set[str]] | None = None,
 ) -> PatientPage:
     """One page of the matching patients in name order (family name, given name, MRN,
     then id), starting after the cursor `after` that the previous page returned.
@@ -86,46 +99,51 @@ def search_patients(
     The page reads at most `size + 1` rows from where the last page stopped (keyset
     paging on indexed keys: a later page costs what the first does, and nothing
     counts the cohort), plus three queries for the page's injuries, HO sites and
-    latest imaging. `keep` (the MRNs of a batch -> those to keep) narrows by what the
-    database cannot see, such as an assessment: candidates are then read `_BATCH`
-    at a time, in the same order, until the page is full or none are left."""
-    p = table_of(Patient).c
-    matching = (
-        sa.select(p.id, p.mrn, p.family_name, p.given_name, p.birth_date, p.sex, p.team)
-        .add_columns(*_name_order(p)[:2])
-        .where(*_matching(p, search, engine.dialect.name))
-    )
-    by_name = bool(_words(search.text))
-    if by_name:
-        # A name search reads its matches through the prefix indexes, then sorts them:
-        # left to itself, PostgreSQL walks the name order hoping to meet 51 matches
-        # early, a guess that reads most of the cohort for a rare prefix.
-        matches = matching.cte("matches").prefix_with("MATERIALIZED", dialect="postgresql")
-        keys: tuple[Any, ...] = (matches.c.family_key, matches.c.given_key, matches.c.mrn)
-        keys += (matches.c.id,)
-        query = sa.select(matches).order_by(*keys)
-    else:
-        keys = _name_order(p)
-        query = matching.order_by(*keys)
+    latest imaging, and with site filters one for the page's stored sites."""
     start = _cursor(after) if after else None
-    found: list[sa.Row[Any]] = []
+    query = _page_query(table_of(Patient).c, search, engine.dialect.name, start, size + 1)
     with engine.connect() as conn:
-        while True:
-            want = size + 1 if keep is None else _BATCH
-            page_query = query if start is None else query.where(*_after(keys, start, by_name))
-            batch = conn.execute(page_query.limit(want)).all()
-            if keep is None:
-                found = list(batch)
-                break
-            kept = keep([row.mrn for row in batch]) if batch else set()
-            found += [row for row in batch if row.mrn in kept]
-            if len(found) > size or len(batch) < want:
-                break
-            start = _bound(_key_of(batch[-1]))
+        found = list(conn.execute(query).all())
         page = found[:size]
         summaries = _summaries(conn, page)
+        sites = _stored_sites(conn, page) if search.sites.any else None
     more = len(found) > size
-    return PatientPage(summaries, _encode_cursor(_key_of(page[-1])) if more else None)
+    return PatientPage(summaries, _encode_cursor(_key_of(page[-1])) if more else None, sites)
+
+
+def _page_query(
+    p: Any, search: PatientSearch, dialect: str, start: tuple[Any, ...] | None, limit: int
+) -> sa.Select[Any]:
+    """The page's rows. Browsing walks the name-order index from the cursor. A name
+    search is the union of three searches for its first word (as a list writes a
+    name, "Okafor, Ada", the family name comes first): by family name, a range of
+    the name-order index read in its order, stopping after `limit` rows; by given
+    name and by MRN, their prefix indexes, each one's matches sorted (an OR across
+    the three columns would read every match of all three, then sort them). Each
+    part keeps its first `limit` rows after the cursor; the page is the first `limit`
+    of their union. The other words and filters hold in every part."""
+    keys = _name_order(p)
+    family, given = keys[0].label("family_key"), keys[1].label("given_key")
+    columns: tuple[Any, ...] = (p.id, p.mrn, p.family_name, p.given_name, p.birth_date, p.sex)
+    columns += (p.team, family, given, keys[2].label("mrn_key"))
+    words = _words(search.text)
+    clauses = _matching(p, search, dialect, words[1:] if words else [])
+    after = _after(keys, start) if start is not None else []
+    if not words:
+        return sa.select(*columns).where(*clauses, *after).order_by(*keys).limit(limit)
+    word = words[0]
+    parts = [
+        _family_starts_with(keys[0], word, dialect),
+        _starts_with(sa.func.lower(p.given_name), word, dialect),
+        _starts_with(sa.func.lower(p.mrn), word, dialect),
+    ]
+    arms = [
+        sa.select(*columns).where(*clauses, part, *after).order_by(*keys).limit(limit).subquery()
+        for part in parts
+    ]
+    matches = sa.union(*(sa.select(arm) for arm in arms)).subquery("matches")
+    m = matches.c
+    return sa.select(matches).order_by(m.family_key, m.given_key, m.mrn_key, m.id).limit(limit)
 
 
 def list_patients(
@@ -187,32 +205,29 @@ def list_patients(
 def _name_order(p: Any) -> tuple[Any, ...]:
     """The list's order, exactly as the index ix_patient_name_order holds it (a missing
     name sorts first, as ''); the MRN is unique, the id is the last tie-break."""
-    blank: Any = sa.literal_column("''")
-    return (
-        sa.func.coalesce(sa.func.lower(p.family_name), blank).label("family_key"),
-        sa.func.coalesce(sa.func.lower(p.given_name), blank).label("given_key"),
-        p.mrn,
-        p.id,
-    )
+    return patient_name_order(p)
 
 
-def _after(keys: tuple[Any, ...], start: tuple[Any, ...], by_name: bool) -> list[Any]:
-    """Rows after `start` in the list's order (the row comparison is the rule). When
-    browsing, a leading `>=` on the family name lets SQLite start its walk of the
-    name-order index there (it does not range-scan a row comparison of expressions)."""
-    after = sa.tuple_(*keys) > sa.tuple_(*start)
-    return [after] if by_name else [keys[0] >= start[0], after]
+def _after(keys: tuple[Any, ...], start: tuple[Any, ...]) -> list[Any]:
+    """Rows after `start` in the list's order (the row comparison is the rule). A
+    leading `>=` on the family name lets SQLite start its walk of the name-order
+    index there (it does not range-scan a row comparison of expressions)."""
+    return [keys[0] >= start[0], sa.tuple_(*keys) > sa.tuple_(*start)]
 
 
 def _key_of(row: Any) -> tuple[str, str, str, int]:
     return (str(row.family_key), str(row.given_key), str(row.mrn), int(row.id))
 
 
-def _matching(p: Any, search: PatientSearch, dialect: str) -> list[Any]:
+def _matching(
+    p: Any, search: PatientSearch, dialect: str, words: list[str] | None = None
+) -> list[Any]:
+    """The search's conditions; `words` (default: all the search's words) are those
+    that must each start the family name, given name or MRN."""
     clauses: list[Any] = [p.voided_at.is_(None)]  # voided records: invisible (issue 6)
     if search.team:
         clauses.append(p.team == search.team)
-    for word in _words(search.text):
+    for word in _words(search.text) if words is None else words:
         clauses.append(
             sa.or_(
                 *(
@@ -236,11 +251,38 @@ def _matching(p: Any, search: PatientSearch, dialect: str) -> list[Any]:
             s.voided_at.is_(None),
         )
         clauses.append(has_ho if search.with_ho else ~has_ho)
+    with_sites = patients_with_sites(search.sites)
+    if with_sites is not None:
+        clauses.append(with_sites)
     return clauses
 
 
 def _words(text: str | None) -> list[str]:
     return (text or "").replace(",", " ").split()[:_MAX_WORDS]
+
+
+def _family_starts_with(key: Any, word: str, dialect: str) -> Any:
+    """The family-name sort key starts with `word`: a range of the name-order index,
+    which compares code points on both backends, so the range is exact (and read
+    in the list's order)."""
+    low = word.lower() if dialect == "postgresql" else _ascii_lower(word)
+    following = _following(low)
+    if following is None:
+        return key.like(low.replace("%", "").replace("_", "") + "%")
+    return sa.and_(key >= low, key < following)
+
+
+def _ascii_lower(word: str) -> str:
+    return "".join(c.lower() if c.isascii() else c for c in word)
+
+
+def _following(low: str) -> str | None:
+    """The first text after every text that starts with `low`, in code point order
+    (None past the last code point); a surrogate is no character, so it is skipped."""
+    last = ord(low[-1]) + 1
+    if last > 0x10FFFF:
+        return None
+    return low[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)
 
 
 def _starts_with(folded: Any, word: str, dialect: str) -> Any:
@@ -253,10 +295,11 @@ def _starts_with(folded: Any, word: str, dialect: str) -> Any:
     if dialect == "postgresql":
         escaped = word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return folded.like(escaped + "%", escape="\\")
-    low = "".join(c.lower() if c.isascii() else c for c in word)
-    if ord(low[-1]) >= 0x10FFFF:
+    low = _ascii_lower(word)
+    following = _following(low)
+    if following is None:
         return folded.like(low.replace("%", "").replace("_", "") + "%")
-    return sa.and_(folded >= low, folded < low[:-1] + chr(ord(low[-1]) + 1))
+    return sa.and_(folded >= low, folded < following)
 
 
 def _summaries(conn: sa.Connection, rows: list[Any]) -> list[PatientSummary]:
@@ -293,6 +336,25 @@ def _summaries(conn: sa.Connection, rows: list[Any]) -> list[PatientSummary]:
         )
         for row in rows
     ]
+
+
+def _stored_sites(conn: sa.Connection, rows: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """The page's patients' stored sites (one query), each patient's in the order
+    they were assessed (the patient page's order)."""
+    ids = [row.id for row in rows]
+    if not ids:
+        return {}
+    a = table_of(SiteAssessment).c
+    stored = conn.execute(
+        sa.select(a.mrn, a.site, a.side, a.stage, a.activity, a.readiness, a.flags)
+        .where(a.patient_id.in_(ids))
+        .order_by(a.patient_id, a.id)
+    ).mappings()
+    sites: dict[str, list[dict[str, Any]]] = {}
+    for site in stored:
+        flags = [flag for flag in site["flags"].split(";") if flag]
+        sites.setdefault(site["mrn"], []).append({**site, "flags": flags})
+    return sites
 
 
 def _summary(

@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime as dt
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Field, SQLModel
 
 from tracker import vocab
@@ -134,20 +137,62 @@ class Patient(Recorded, table=True):
     )
 
 
+class bytewise(FunctionElement[str]):
+    """Text compared code point by code point on every backend: SQLite does so
+    already; PostgreSQL is told COLLATE "C". The patient list then sorts alike on
+    both, and a name prefix is a range of its order index under any database
+    collation (a linguistic collation does not keep a prefix's names together)."""
+
+    name = "bytewise"
+    inherit_cache = True
+    type = sa.String()
+
+
+@compiles(bytewise)
+def _bytewise(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(bytewise, "postgresql")
+def _bytewise_postgresql(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return f'({compiler.process(element.clauses, **kw)}) COLLATE "C"'
+
+
+def _name_keys(p: Any) -> tuple[Any, Any]:
+    blank: Any = sa.literal_column("''")
+    return (
+        sa.func.coalesce(sa.func.lower(p.family_name), blank),
+        sa.func.coalesce(sa.func.lower(p.given_name), blank),
+    )
+
+
+def patient_name_order(p: Any) -> tuple[Any, ...]:
+    """The patient list's order, exactly as the index ix_patient_name_order holds it:
+    family name, given name (lowercased; a missing one sorts first, as ''), MRN, id,
+    each compared by code point."""
+    family, given = _name_keys(p)
+    return (bytewise(family), bytewise(given), bytewise(p.mrn), p.id)
+
+
 def _patient_search_indexes() -> None:
     """The patient list at 100,000 patients (issue 14, services/patients.py): its name
-    order, read a page at a time from where the last page stopped, and the start of a
-    family name, given name or MRN in any case. On PostgreSQL the prefix indexes use
-    text_pattern_ops, so `lower(x) LIKE 'smi%'` reads them under any collation.
-    (SQLite cannot reflect expression indexes: a batch migration that rebuilds the
-    patient table must create these again.)"""
+    order, read a page at a time from where the last page stopped (and a family name's
+    start is a range of it), and the start of a given name or MRN in any case. On
+    PostgreSQL the prefix indexes use text_pattern_ops, so `lower(x) LIKE 'smi%'`
+    reads them under any collation. (SQLite cannot reflect expression indexes: a
+    batch migration that rebuilds the patient table must create these again.)"""
     p = Patient.__table__.c  # type: ignore[attr-defined]
+    family, given = _name_keys(p)
+    # the collation goes with the index columns, where PostgreSQL's DDL takes it (and
+    # where Alembic, which cannot reflect it, does not compare it)
+    bytewise_columns = {key: 'COLLATE "C"' for key in ("family_key", "given_key", "mrn")}
     sa.Index(
         "ix_patient_name_order",
-        sa.func.coalesce(sa.func.lower(p.family_name), sa.literal_column("''")),
-        sa.func.coalesce(sa.func.lower(p.given_name), sa.literal_column("''")),
+        family.label("family_key"),
+        given.label("given_key"),
         p.mrn,
         p.id,
+        postgresql_ops=bytewise_columns,
     )
     for column in ("family_name", "given_name", "mrn"):
         folded = f"{column}_folded"

@@ -2,13 +2,13 @@
 
 The patient view loads the story once (a fixed number of queries whatever the
 cohort size) and assesses it with `staging.assess_patient`, the function behind
-`assess_one`; only the board and the filtered patient list take the cohort path.
+`assess_one`; the board and the filtered patient list read the stored site
+assessments (services/site_assessments.py), which the cohort path wrote.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,6 @@ from sqlmodel import Session
 
 from tracker import vocab
 from tracker.protocol import Protocol
-from tracker.services.assessment import assess_all
 from tracker.services.interop import PendingSite, pending_sites
 from tracker.services.patients import (
     PAGE_SIZE,
@@ -30,9 +29,9 @@ from tracker.services.patients import (
     search_patients,
     timeline,
 )
+from tracker.services.site_assessments import assessment_state, refresh_all, site_filters
 from tracker.services.worklist import patient_reminders
 from tracker.staging import assess_patient, to_json
-from tracker.staging.cohort import cohort_as_json_sites
 from tracker.store.loaders import story_records
 from tracker.store.story import PatientStory, load_story
 
@@ -87,12 +86,13 @@ class PatientFilters:
     readiness: str | None = None
     flag: str | None = None
 
-    @property
-    def needs_assessment(self) -> bool:
-        return bool(self.stage or self.readiness or self.flag)
-
     def search(self) -> PatientSearch:
-        return PatientSearch(text=self.q, team=self.team, injury=self.injury, with_ho=self.ho)
+        """The service's search; a stage, readiness or flag that is none of its values
+        is refused in a sentence (`site_filters`)."""
+        sites = site_filters(stage=self.stage, readiness=self.readiness, flag=self.flag)
+        return PatientSearch(
+            text=self.q, team=self.team, injury=self.injury, with_ho=self.ho, sites=sites
+        )
 
     def query(self) -> list[tuple[str, str]]:
         """The filters as the list's form sends them, for page links (empty ones left out)."""
@@ -122,6 +122,8 @@ class PatientRows:
     rows: list[PatientRow]
     next_after: str | None
     assessed: bool  # the rows carry their sites' stage and readiness
+    stale: str | None = None  # why the stored assessments read are not today's
+    assessed_as_of: dt.date | None = None  # the day of the oldest stored call read
 
 
 def patient_rows(
@@ -135,39 +137,24 @@ def patient_rows(
 ) -> PatientRows:
     """A page of matching patients in name order, after the page that ended at `after`.
 
-    Stage, readiness and flag are filters on the assessment: for now the cohort is
-    assessed (`assess_all`, as the board does) and the paged walk keeps the patients
-    with a site that meets all three."""
-    if not filters.needs_assessment:
-        page = search_patients(engine=engine, search=filters.search(), after=after, size=size)
+    Stage, readiness and flag are filters on the stored site assessments (the board's,
+    services/site_assessments.py): the page reads them, never assesses the cohort,
+    and shows each row's stored sites; `stale` says when they are not today's calls
+    under this protocol. When none is stored yet, today's are stored first, as the
+    board does."""
+    search = filters.search()
+    if not search.sites.any:
+        page = search_patients(engine=engine, search=search, after=after, size=size)
         return PatientRows([PatientRow(s, None) for s in page.patients], page.next_after, False)
-    frame = assess_all(engine=engine, as_of=as_of, protocol=protocol)
-    wanted = _assessed_matches(frame, filters)
-    page = search_patients(
-        engine=engine,
-        search=filters.search(),
-        after=after,
-        size=size,
-        keep=lambda mrns: wanted.intersection(mrns),
-    )
-    shown = [s.mrn for s in page.patients]
-    by_mrn = cohort_as_json_sites(frame[frame["mrn"].isin(shown)])
-    rows = [PatientRow(s, by_mrn.get(s.mrn, [])) for s in page.patients]
-    return PatientRows(rows, page.next_after, True)
-
-
-def _assessed_matches(frame: Any, filters: PatientFilters) -> set[str]:
-    """Patients with at least one site whose stage, readiness and flags all match
-    (column-wise over the cohort's sites)."""
-    keep = frame["mrn"].notna()
-    if filters.stage:
-        keep &= frame["stage"] == filters.stage
-    if filters.readiness:
-        keep &= frame["readiness"] == filters.readiness
-    if filters.flag:
-        named = rf"(?:^|;){re.escape(filters.flag)}(?:;|$)"
-        keep &= frame["flags"].fillna("").astype(str).str.contains(named, regex=True)
-    return set(frame.loc[keep, "mrn"].astype(str))
+    state = assessment_state(engine=engine)
+    if state.empty:
+        refresh_all(engine=engine, as_of=as_of, protocol=protocol)
+        state = assessment_state(engine=engine)
+    page = search_patients(engine=engine, search=search, after=after, size=size)
+    stored = page.sites or {}
+    rows = [PatientRow(s, stored.get(s.mrn, [])) for s in page.patients]
+    stale = state.problem(as_of, protocol.fingerprint)
+    return PatientRows(rows, page.next_after, True, stale, state.as_of)
 
 
 # Where a reminder is satisfied (model-spec section 9): the form that records it,

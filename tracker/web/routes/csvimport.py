@@ -15,6 +15,7 @@ from tracker.web.auth import (
     CAN_EDIT,
     require,
 )
+from tracker.web.clinic import protocol_of, today
 from tracker.web.deps import EngineDep, PageViewer
 from tracker.web.render import render
 
@@ -29,8 +30,8 @@ def import_page(request: Request, viewer: PageViewer) -> Response:
 
 @router.post("/import")
 async def import_upload(request: Request, viewer: PageViewer, engine: EngineDep) -> Response:
-    from tracker.interchange.csv_import import import_folder
     from tracker.services.audit import record_import
+    from tracker.services.imports import import_records
 
     require(viewer, CAN_EDIT, "import records")
     form = await request.form()
@@ -52,7 +53,13 @@ async def import_upload(request: Request, viewer: PageViewer, engine: EngineDep)
                 status=422,
             )
         try:
-            summary = import_folder(engine, folder, actor=viewer.username)
+            summary = import_records(  # and refreshes the board's calls of its patients
+                engine=engine,
+                folder=folder,
+                actor=viewer.username,
+                today=today(request),
+                protocol=protocol_of(request),
+            )
         except ValidationFailed as failed:
             return render(
                 request, "import.j2", {"problems": failed.problems, "added": None}, status=422

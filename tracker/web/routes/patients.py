@@ -73,9 +73,9 @@ def patients_page(
     a value the form would not send is refused in a sentence naming the filter, on
     the list's own page with its form. `after` is where the page starts (the Next
     link's cursor) and `start` how many came before it (only for the caption)."""
-    from tracker.services.teams import list_teams
+    from tracker.services.worklist import team_names  # names only: no count of patients
 
-    teams = [t.name for t in list_teams(engine=engine)]
+    teams = team_names(engine=engine)
     raw = {"q": q, "team": team, "injury": injury, "ho": ho}
     raw |= {"stage": stage, "readiness": readiness, "flag": flag}
     values = {name: (value or "").strip() for name, value in raw.items()}
@@ -99,6 +99,7 @@ def patients_page(
         "flags": FLAGS,
         "rows": [],
         "assessed": False,
+        "stale": None,
         "first": 0,
         "next_link": None,
         "first_link": None,
@@ -121,6 +122,7 @@ def patients_page(
     if after:
         context["first_link"] = f"/patients?{urlencode(shown)}" if shown else "/patients"
     context |= {"rows": page.rows, "assessed": page.assessed, "first": first}
+    context |= {"stale": page.stale, "assessed_as_of": page.assessed_as_of}
     return render(request, "patients.j2", context)
 
 

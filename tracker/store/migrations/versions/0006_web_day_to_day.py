@@ -76,12 +76,15 @@ def upgrade() -> None:
 
 
 # The patient list in name order and found by the start of a name or MRN in any case,
-# and the audit page's user and action filters, at 100,000 patients (issue 14). On
-# PostgreSQL the prefix indexes use text_pattern_ops so LIKE 'smi%' reads them under
-# any collation; SQLite reads them through a range (services/patients.py).
+# and the audit page's user and action filters, at 100,000 patients (issue 14). The
+# name order compares code points on both backends (COLLATE "C" on PostgreSQL), so a
+# family name's start is a range of it; on PostgreSQL the other prefix indexes use
+# text_pattern_ops so LIKE 'smi%' reads them under any collation; SQLite reads them
+# through a range (services/patients.py).
 _PATIENT_INDEXES = {
     "ix_patient_name_order": (
-        "coalesce(lower(family_name), ''), coalesce(lower(given_name), ''), mrn, id"
+        "{c}coalesce(lower(family_name), ''){e}, {c}coalesce(lower(given_name), ''){e}, "
+        "{c}mrn{e}, id"
     ),
     "ix_patient_family_name_folded": "lower(family_name){ops}",
     "ix_patient_given_name_folded": "lower(given_name){ops}",
@@ -90,9 +93,11 @@ _PATIENT_INDEXES = {
 
 
 def _add_search_indexes() -> None:
-    ops = " text_pattern_ops" if op.get_bind().dialect.name == "postgresql" else ""
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    ops = " text_pattern_ops" if postgresql else ""
+    bytewise = {"c": "(", "e": ') COLLATE "C"'} if postgresql else {"c": "", "e": ""}
     for name, expressions in _PATIENT_INDEXES.items():
-        op.execute(f"CREATE INDEX {name} ON patient ({expressions.format(ops=ops)})")
+        op.execute(f"CREATE INDEX {name} ON patient ({expressions.format(ops=ops, **bytewise)})")
     op.create_index("ix_audit_event_username_at", "audit_event", ["username", "at"])
     op.create_index("ix_audit_event_action_at", "audit_event", ["action", "at"])
 
