@@ -10,18 +10,28 @@ from typing import Annotated
 
 import typer
 
-from tracker.cli.console import BarProgress, open_engine, out, parse_date, print_import
+from tracker.cli.console import (
+    BarProgress,
+    clinic_protocol,
+    open_engine,
+    out,
+    parse_date,
+    print_import,
+)
 
 
 def import_command(
     folder: Annotated[Path, typer.Argument(help="Folder of interchange CSV files.")],
 ) -> None:
     """Import interchange CSVs, all or nothing; every bad row is listed with its line."""
-    from tracker.interchange.csv_import import import_folder
+    from tracker.services.imports import import_records
 
     engine = open_engine()
     with BarProgress() as progress:
-        summary = import_folder(engine, folder, progress=progress)
+        # the board's stored assessments follow the imported patients (issue 14)
+        summary = import_records(
+            engine=engine, folder=folder, protocol=clinic_protocol(None), progress=progress
+        )
     print_import(summary.added, summary.unchanged)
 
 
