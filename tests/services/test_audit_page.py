@@ -205,3 +205,15 @@ def test_a_page_reads_at_most_one_more_event_than_it_shows(engine: Engine) -> No
     events = [s for s in statements if "FROM audit_event" in s]
     assert len(events) == 1 and "LIMIT" in events[0].upper()
     assert len(statements) <= 3  # the events, the patients' names, reminders' patients
+
+
+def test_a_user_account_is_named_by_its_username_not_its_row_number(engine: Engine) -> None:
+    from tracker.services.users import add_user, set_role
+
+    add_user(
+        engine=engine, username="nurse", role="clinician", password="a long password", actor="boss"
+    )
+    set_role(engine=engine, username="nurse", role="surgeon", actor="boss")
+    page = audit_page(engine=engine, filters=AuditFilters(), zone=LONDON, after=None, size=50)
+    about_nurse = [e.record for e in page.entries if e.username == "boss"]
+    assert about_nurse == ["user nurse", "user nurse"]

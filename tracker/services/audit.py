@@ -27,10 +27,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from tracker import vocab
 from tracker.errors import TrackerError
-from tracker.store.models import AuditEvent, Patient, Reminder, table_of
+from tracker.store.models import AuditEvent, Patient, Reminder, UserAccount, table_of
 from tracker.templating import words
 
 audit_event = table_of(AuditEvent)
+user_account = table_of(UserAccount)
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,7 @@ def audit_page(
         page = found[:size]
         reminder_mrns = _reminder_patients(conn, page)
         names = _patient_names(conn, {r.mrn for r in page if r.mrn} | set(reminder_mrns.values()))
+        users = _usernames(conn, {r.entity_id for r in page if r.entity == "user_account"})
     entries = []
     for row in page:
         mrn = row.mrn or (
@@ -250,7 +252,11 @@ def audit_page(
                 at=row.at.astimezone(zone),
                 username=row.username,
                 action=row.action,
-                record=record_words(row.entity, row.entity_id),
+                record=(
+                    f"user {users[row.entity_id]}"
+                    if row.entity == "user_account" and row.entity_id in users
+                    else record_words(row.entity, row.entity_id)
+                ),
                 mrn=mrn,
                 patient=names.get(mrn) if mrn else None,
                 changes=changes_of(row.action, row.before, row.after),
@@ -320,6 +326,17 @@ def _patient_names(conn: Connection, mrns: set[str]) -> dict[str, str]:
         sa.select(p.mrn, p.family_name, p.given_name).where(p.mrn.in_(sorted(mrns)))
     )
     return {mrn: display_name(family, given) for mrn, family, given in found}
+
+
+def _usernames(conn: Connection, ids: set[int | None]) -> dict[int, str]:
+    """The usernames of the user accounts a page's events name ("user nurse", not
+    "user 3"), in one query."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    u = user_account.c
+    rows = conn.execute(sa.select(u.id, u.username).where(u.id.in_(wanted)))
+    return {int(row.id): str(row.username) for row in rows}
 
 
 def _encode_audit_cursor(at: dt.datetime, event_id: int) -> str:
