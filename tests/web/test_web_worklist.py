@@ -283,7 +283,7 @@ def test_rows_name_the_patient_beside_the_mrn_and_read_as_words(
     row = row_html(page, first["id"])
     assert '<a href="/patients/W-0000">DOE, Jane</a> <span class="mrn">W-0000</span>' in row
     assert f"{words(first['side'])} {words(first['site'])}" in row
-    assert "8 days overdue" in row and f"<td>{words('ward_7')}</td>" in row
+    assert "8 days overdue" in row and f'<td data-label="Team">{words("ward_7")}</td>' in row
     text = visible_text(page)
     tokens = [v for v in (*vocab.values(vocab.ReminderRule), "ward_7", "spinal_unit")]
     assert [t for t in tokens if t in text] == []
