@@ -42,12 +42,19 @@ def take_notices(request: Request) -> list[str]:
     if nonce is None:
         return []
     f = flash_notice.c
-    with engine_of(request).begin() as conn:
+    engine = engine_of(request)
+    with engine.connect() as conn:  # a read: most pages have nothing waiting
         rows = conn.execute(
-            sa.delete(flash_notice).where(f.session_nonce == nonce).returning(f.id, f.text)
+            sa.select(f.id, f.text).where(f.session_nonce == nonce).order_by(f.id)
         ).all()
-        if rows:  # tidy up after sessions that never came back
-            conn.execute(
-                sa.delete(flash_notice).where(f.created_at < dt.datetime.now(dt.UTC) - STALE_AFTER)
-            )
-    return [text for _, text in sorted(rows)]
+    if not rows:
+        return []
+    with engine.begin() as conn:
+        taken = conn.execute(
+            sa.delete(flash_notice).where(f.id.in_([row.id for row in rows])).returning(f.id)
+        ).scalars()
+        shown = set(taken)  # another request of this session may have taken some first
+        conn.execute(
+            sa.delete(flash_notice).where(f.created_at < dt.datetime.now(dt.UTC) - STALE_AFTER)
+        )
+    return [row.text for row in rows if row.id in shown]
