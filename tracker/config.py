@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("data") / "tracker.db"
+DEFAULT_SENDER = "ho-tracker@localhost"
 
 
 class Settings(BaseSettings):
@@ -30,7 +31,7 @@ class Settings(BaseSettings):
     smtp_tls: Literal["starttls", "ssl", "none"] = "starttls"
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_from: str = "ho-tracker@localhost"
+    smtp_from: str = DEFAULT_SENDER
     # PEM file of the CA(s) to trust for the server's certificate (TLS "ssl" or
     # "starttls"), for a clinic's own CA; default: the system's trusted CAs
     smtp_ca_file: Path | None = None
@@ -46,6 +47,42 @@ class Settings(BaseSettings):
     plan_interval_seconds: float = 3600.0
     deliver_interval_seconds: float = 60.0
     protocol_file: Path | None = None
+    # the web app (issue 15): the largest request body it reads (an upload, an API call),
+    # refused with 413 above; behind_https adds HSTS and marks every cookie Secure
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    behind_https: bool = False
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _sender_is_an_address(cls, value: str) -> str:
+        # it becomes the From header and MAIL FROM: one rule for addresses (issue 15);
+        # the built-in default, a placeholder for a unit without mail, passes as it is
+        from pydantic_core import PydanticCustomError
+
+        from tracker.addresses import checked_address
+
+        if value == DEFAULT_SENDER:
+            return value
+        try:
+            return checked_address(value)
+        except ValueError as refused:
+            raise PydanticCustomError("email", "{reason}", {"reason": str(refused)}) from None
+
+    @field_validator("message_id_domain")
+    @classmethod
+    def _message_id_domain_is_a_domain(cls, value: str | None) -> str | None:
+        # the right-hand side of a Message-ID header: a domain, as an address has one
+        from pydantic_core import PydanticCustomError
+
+        from tracker.addresses import checked_address
+
+        if value is None:
+            return None
+        try:
+            return checked_address(f"reminder@{value}").rpartition("@")[2]
+        except ValueError:
+            reason = "is not a domain name, like clinic.example.org"
+            raise PydanticCustomError("domain", "{reason}", {"reason": reason}) from None
 
 
 def get_settings() -> Settings:

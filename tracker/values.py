@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from typing import Any
 
 EARLIEST_DATE = dt.date(1900, 1, 1)
 FUTURE_DAYS = 366  # the bounded future a record (or as_of) may reach
@@ -34,13 +35,23 @@ SHORT_TEXT_MAX = 300
 
 # Every C0 control character and DEL; notes may hold line breaks (LF, and CR in CRLF).
 CONTROL = "\x00-\x1f\x7f"
+CONTROL_IN_NOTE = "\x00-\x09\x0b\x0c\x0e-\x1f\x7f"
 CONTROL_RE = re.compile(f"[{CONTROL}]")
-CONTROL_IN_NOTE_RE = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_IN_NOTE_RE = re.compile(f"[{CONTROL_IN_NOTE}]")
 
 
 def _named(character: str) -> str:
     names = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL"}
     return names.get(character, f"control character U+{ord(character):04X}")
+
+
+def control_reason(character: str) -> str:
+    """The refusal of a value holding the control character `character`."""
+    return f"contains {_named(character)}, which is not allowed"
+
+
+def longer_reason(limit: int) -> str:
+    return f"is longer than {limit} characters"
 
 
 def identifier_problem(text: str, *, limit: int) -> str | None:
@@ -49,22 +60,39 @@ def identifier_problem(text: str, *, limit: int) -> str | None:
         return "is required"
     found = CONTROL_RE.search(text)
     if found:
-        return f"contains {_named(found.group())}, which is not allowed"
+        return control_reason(found.group())
     if text != text.strip():
         return "starts or ends with a space"
     if len(text) > limit:
-        return f"is longer than {limit} characters"
+        return longer_reason(limit)
     return None
+
+
+# An MRN is also a part of the address of the patient's pages and API (`/patients/{mrn}`),
+# where a `/` cannot stand: such a patient could be stored but never opened.
+MRN_FORBIDDEN = "/"
+MRN_FORBIDDEN_REASON = "contains a '/', which is not allowed in an MRN"
+
+
+def mrn_problem(text: str) -> str | None:
+    """Why `text` cannot be an MRN, or None: an identifier without a '/'."""
+    problem = identifier_problem(text, limit=MRN_MAX)
+    if problem is None and MRN_FORBIDDEN in text:
+        return MRN_FORBIDDEN_REASON
+    return problem
 
 
 def text_problem(text: str, *, limit: int, line_breaks: bool = False) -> str | None:
     """Why `text` cannot be free text (a note when `line_breaks`), or None."""
     found = (CONTROL_IN_NOTE_RE if line_breaks else CONTROL_RE).search(text)
     if found:
-        return f"contains {_named(found.group())}, which is not allowed"
+        return control_reason(found.group())
     if len(text) > limit:
-        return f"is longer than {limit} characters"
+        return longer_reason(limit)
     return None
+
+
+NUMBER_OUTSIDE = f"is outside -{NUMBER_LIMIT:.0e} to {NUMBER_LIMIT:.0e}".replace("+", "")
 
 
 def number_problem(value: float) -> str | None:
@@ -72,7 +100,7 @@ def number_problem(value: float) -> str | None:
     if not math.isfinite(value):
         return "is not a finite number"
     if abs(value) > NUMBER_LIMIT:
-        return f"is outside -{NUMBER_LIMIT:.0e} to {NUMBER_LIMIT:.0e}".replace("+", "")
+        return NUMBER_OUTSIDE
     return None
 
 
@@ -84,13 +112,20 @@ def latest_date(today: dt.date, *, future: bool = False) -> dt.date:
 def date_problem(value: dt.date, *, today: dt.date, future: bool = False) -> str | None:
     """Why `value` cannot be a recorded date, or None."""
     if value < EARLIEST_DATE:
-        return f"{value.isoformat()} is before {EARLIEST_DATE.isoformat()}"
-    latest = latest_date(today, future=future)
-    if value > latest:
-        if future:
-            return f"{value.isoformat()} is more than {FUTURE_DAYS} days ahead"
-        return f"{value.isoformat()} is in the future"
+        return str(early_reason(value.isoformat()))
+    if value > latest_date(today, future=future):
+        return str(late_reason(value.isoformat(), future=future))
     return None
+
+
+# The words of a refused date, from its ISO text; `text` may be a pandas Series of
+# them (the vectorised CSV checks), so the words are built by concatenation.
+def early_reason(text: Any) -> Any:
+    return text + f" is before {EARLIEST_DATE.isoformat()}"
+
+
+def late_reason(text: Any, *, future: bool = False) -> Any:
+    return text + (f" is more than {FUTURE_DAYS} days ahead" if future else " is in the future")
 
 
 def as_of_problem(value: dt.date, *, today: dt.date) -> str | None:

@@ -48,7 +48,9 @@ def test_generated_api_requests_never_get_a_server_error(fuzz_engine: Engine, to
     (schemathesis' own pytest plugin does not run under pytest 9, so the operations'
     hypothesis strategies are driven here directly.)"""
     app = create_app(Settings(database_url=str(fuzz_engine.url)), fuzz_engine, secret=SECRET)
-    schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
+    schema = schemathesis.openapi.from_asgi(
+        "/api/v1/openapi.json", app, headers={"Authorization": f"Bearer {token}"}
+    )
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 10
     counter = itertools.count()

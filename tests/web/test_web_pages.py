@@ -430,6 +430,6 @@ def test_api_void_refuses_a_stale_version_and_a_blank_reason(
     assert unknown.status_code == 404
     story, _ = patient_story(engine=demo_engine, mrn="H-READY")
     assert lab.id not in [r.id for r in story.labs]
-    schema = client.get("/api/v1/openapi.json").json()
+    schema = client.get("/api/v1/openapi.json", headers=auth).json()
     assert "/api/v1/records/{entity}/{record_id}/void" in schema["paths"]
     assert "VoidIn" in schema["components"]["schemas"]

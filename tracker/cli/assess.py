@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tracker.cli.console import BarProgress, day_or_today, open_engine, out
+from tracker.cli.console import BarProgress, day_or_today, login_name, open_engine, out
 from tracker.errors import TrackerError
 
 ProtocolOption = Annotated[
@@ -53,7 +53,11 @@ def assess_command(
         )
     if mrn is None:
         raise TrackerError("Name a patient (ho-tracker assess MRN), or use --all --out FILE.")
-    result = assess_one(engine=open_engine(), mrn=mrn, as_of=day, protocol=protocol_from(protocol))
+    from tracker.services.audit import record_view
+
+    engine = open_engine()
+    result = assess_one(engine=engine, mrn=mrn, as_of=day, protocol=protocol_from(protocol))
+    record_view(engine=engine, actor=login_name(), mrn=mrn, what="assess (command line)")
     if json_out:
         print(json.dumps(to_json(result)))
         return
@@ -81,8 +85,15 @@ def _assess_everyone(
     check_cohort_output(out_file)
     rules = protocol_from(protocol)
     with BarProgress() as progress:
-        frame = assess_all(engine=open_engine(), as_of=day, protocol=rules, progress=progress)
+        engine = open_engine()
+        frame = assess_all(engine=engine, as_of=day, protocol=rules, progress=progress)
         write_cohort_assessment(frame, out_file)
+    from tracker.services.audit import record_views
+
+    record_views(
+        engine=engine, actor=login_name(), mrns=frame["mrn"].astype(str).unique().tolist(),
+        what="assess --all (command line)",
+    )  # fmt: skip
     counts = readiness_counts(frame)
     out.print(
         f"Assessed {len(frame)} sites of {frame['mrn'].nunique()} patients as of "

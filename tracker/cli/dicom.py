@@ -25,9 +25,9 @@ def dicom_import_command(
 ) -> None:
     """Add imaging studies from DICOM headers (no pixel data needed); each body part
     and laterality becomes a pending site for a clinician. Re-importing adds nothing."""
-    from tracker.services.interop import import_dicom_files
+    from tracker.services.imports import import_dicom
 
-    summary = import_dicom_files(engine=open_engine(), paths=paths)
+    summary = import_dicom(engine=open_engine(), paths=paths, actor=login_name())
     out.print(
         f"Read {summary.files} files: {summary.studies_added} studies and "
         f"{summary.sites_added} pending sites added, {summary.unchanged} already stored."
@@ -42,9 +42,15 @@ def dicom_pending_command(
     ] = False,
 ) -> None:
     """Sites named by DICOM studies that still wait for a clinician's finding."""
+    from tracker.services.audit import record_views
     from tracker.services.interop import pending_sites
 
-    rows = pending_sites(engine=open_engine(), mrn=mrn, include_completed=everything)
+    engine = open_engine()
+    rows = pending_sites(engine=engine, mrn=mrn, include_completed=everything)
+    record_views(
+        engine=engine, actor=login_name(), mrns=[row.mrn for row in rows],
+        what="DICOM pending sites (command line)", search={"mrn": mrn, "all": everything},
+    )  # fmt: skip
     columns = ["id", "mrn", "date", "modality", "accession", "body part", "laterality"]
     columns += ["site", "side", *(["status", "completed by"] if everything else [])]
     title = f"{len(rows)} DICOM sites" if everything else f"{len(rows)} pending sites"

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tracker.cli.console import BarProgress, err, open_engine, print_import
+from tracker.cli.console import BarProgress, err, login_name, open_engine, print_import
 from tracker.errors import TrackerError
 
 app = typer.Typer(help="FHIR R4 Bundles in and out.", no_args_is_help=True)
@@ -26,11 +26,17 @@ def fhir_export_command(
     ] = None,
 ) -> None:
     """Export one patient (MRN) or everyone (--all) as a FHIR R4 Bundle (JSON)."""
+    from tracker.services.audit import record_cohort_view, record_view
     from tracker.services.interop import fhir_bundle
 
     if (mrn is None) == (not everyone):
         raise TrackerError("Name one patient (ho-tracker fhir export MRN) or use --all, not both.")
-    bundle = fhir_bundle(engine=open_engine(), mrn=None if everyone else mrn)
+    engine = open_engine()
+    bundle = fhir_bundle(engine=engine, mrn=None if everyone else mrn)
+    if mrn is None:
+        record_cohort_view(engine=engine, actor=login_name(), what="FHIR export (command line)")
+    else:
+        record_view(engine=engine, actor=login_name(), mrn=mrn, what="FHIR export (command line)")
     text = json.dumps(bundle, ensure_ascii=False, indent=1) + "\n"
     if out_file is None:
         typer.echo(text, nl=False)
@@ -47,10 +53,12 @@ def fhir_import_command(
     bundle: Annotated[Path, typer.Argument(help="A FHIR Bundle JSON file.")],
 ) -> None:
     """Import a FHIR Bundle, all or nothing, with the CSV import's checks."""
-    from tracker.services.interop import import_fhir
+    from tracker.services.imports import import_fhir
 
     if not bundle.is_file():
         raise TrackerError(f"{bundle} is not a file; name a FHIR Bundle JSON file.")
     with BarProgress() as progress:
-        summary = import_fhir(engine=open_engine(), path=bundle, progress=progress)
+        summary = import_fhir(
+            engine=open_engine(), path=bundle, actor=login_name(), progress=progress
+        )
     print_import(summary.added, summary.unchanged)

@@ -13,6 +13,7 @@ import typer
 from tracker.cli.console import (
     BarProgress,
     clinic_protocol,
+    login_name,
     open_engine,
     out,
     parse_date,
@@ -30,8 +31,9 @@ def import_command(
     with BarProgress() as progress:
         # the board's stored assessments follow the imported patients (issue 14)
         summary = import_records(
-            engine=engine, folder=folder, protocol=clinic_protocol(None), progress=progress
-        )
+            engine=engine, folder=folder, actor=login_name(), protocol=clinic_protocol(None),
+            progress=progress, source=f"CSV import of {folder.name}",
+        )  # fmt: skip
     print_import(summary.added, summary.unchanged)
 
 
@@ -54,17 +56,23 @@ def export_command(
         _export_deidentified(folder, keep_team)
         return
     from tracker.interchange.csv_export import export_folder
+    from tracker.services.audit import record_cohort_view
 
     engine = open_engine()
     with BarProgress() as progress:
         counts = export_folder(engine, folder, progress=progress)
+    record_cohort_view(engine=engine, actor=login_name(), what="CSV export (command line)")
     out.print(f"Wrote {sum(counts.values())} rows in {len(counts)} files to {folder}.")
 
 
 def _export_deidentified(folder: Path, keep_team: bool) -> None:
+    from tracker.services.audit import record_cohort_view
     from tracker.services.interop import export_research
 
-    counts = export_research(engine=open_engine(), folder=folder, keep_team=keep_team)
+    engine = open_engine()
+    counts = export_research(engine=engine, folder=folder, keep_team=keep_team)
+    what = "de-identified research export (command line)"
+    record_cohort_view(engine=engine, actor=login_name(), what=what)
     out.print(
         f"Wrote {sum(counts.values())} de-identified rows in {len(counts)} files to {folder} "
         "(mrn hashed, names, birth dates, accession numbers and notes dropped, dates shifted)."

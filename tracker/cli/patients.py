@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from tracker import vocab
-from tracker.cli.console import date_text, open_engine, out
+from tracker.cli.console import date_text, login_name, open_engine, out
 from tracker.errors import TrackerError
 
 if TYPE_CHECKING:
@@ -38,9 +38,17 @@ def patients_list(
 
     if injury and injury not in vocab.values(vocab.InjuryKind):
         raise TrackerError(f"--injury '{injury}' is not an injury kind; use one of {INJURY_KINDS}.")
+    from tracker.services.audit import record_views
+
+    engine = open_engine()
     rows = list_patients(
-        engine=open_engine(), team=team, injury=injury, with_ho=ho, search=search, limit=limit
+        engine=engine, team=team, injury=injury, with_ho=ho, search=search, limit=limit
     )
+    asked = {"search": search, "team": team, "injury": injury, "ho": ho, "limit": limit}
+    record_views(
+        engine=engine, actor=login_name(), mrns=[row.mrn for row in rows],
+        what="patient list (command line)", search=asked,
+    )  # fmt: skip
     print_patients(rows)
 
 
@@ -80,18 +88,38 @@ def set_team_command(
     team: Annotated[str, typer.Argument(help="A team added with `teams add`.")],
 ) -> None:
     """Put a patient in a team; its reminders go to that team."""
-    from tracker.services.teams import set_patient_team
+    from tracker.errors import NotFound
+    from tracker.services.patients import patient_story, update_patient
+    from tracker.services.teams import list_teams
 
-    previous = set_patient_team(engine=open_engine(), mrn=mrn, team_name=team)
+    # as the web form saves it: checked, versioned and audited (issue 15)
+    engine = open_engine()
+    if team not in {t.name for t in list_teams(engine=engine)}:
+        raise NotFound(
+            f"There is no team '{team}': add it first with "
+            f"`ho-tracker teams add {team} --email ADDRESS`."
+        )
+    patient = patient_story(engine=engine, mrn=mrn)[0].patient
+    previous = patient.team
+    if team != previous:
+        update_patient(
+            engine=engine, actor=login_name(), mrn=patient.mrn,
+            expected_version=int(patient.version), changes={"team": team},
+        )  # fmt: skip
     out.print(f"Patient {mrn} is now in team {team}" + (f" (was {previous})." if previous else "."))
 
 
 @patient_app.command("show")
 def patient_show(mrn: Annotated[str, typer.Argument(help="The patient's mrn.")]) -> None:
     """The patient's whole story in date order."""
+    from tracker.services.audit import record_view
     from tracker.services.patients import display_name, patient_story
 
-    story, events = patient_story(engine=open_engine(), mrn=mrn)
+    engine = open_engine()
+    story, events = patient_story(engine=engine, mrn=mrn)
+    record_view(
+        engine=engine, actor=login_name(), mrn=story.patient.mrn, what="patient show (command line)"
+    )
     p = story.patient
     out.print(
         f"[bold]{p.mrn}[/bold]  {display_name(p.family_name, p.given_name)}  "

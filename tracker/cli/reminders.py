@@ -108,6 +108,13 @@ def list_command(
                 statuses=None if status else (ReminderStatus.due, ReminderStatus.sent),
             )
         )
+    from tracker.services.audit import record_views
+
+    asked = {"mrn": mrn, "status": status, "team": team}
+    record_views(
+        engine=engine, actor=login_name(), mrns=[str(row["mrn"]) for row in rows],
+        what="reminder list (command line)", search=asked,
+    )  # fmt: skip
     if json_out:
         print(json.dumps([_json(row) for row in rows]))
         return

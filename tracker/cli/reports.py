@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tracker.cli.console import day_or_today, open_engine, out
+from tracker.cli.console import day_or_today, login_name, open_engine, out
 from tracker.errors import TrackerError
 
 DEFAULT_OUT = Path("reports")
@@ -39,6 +39,7 @@ def report_command(
     """Write a surgeon's report for a patient (readiness, trend figure, timeline,
     reminders), or with --board the cohort board, as HTML or PDF."""
     from tracker.services.assessment import protocol_from
+    from tracker.services.audit import record_view, record_views
     from tracker.services.reports import (
         board_report,
         check_format,
@@ -54,8 +55,13 @@ def report_command(
     if board:
         if mrn is not None:
             raise TrackerError(f"Name one patient ({mrn}) or use --board, not both.")
-        cohort = board_report(engine=open_engine(), as_of=day, protocol=rules, protocol_name=source)
+        engine = open_engine()
+        cohort = board_report(engine=engine, as_of=day, protocol=rules, protocol_name=source)
         path = write_board_report(cohort, out_dir, fmt)
+        record_views(
+            engine=engine, actor=login_name(), mrns=[str(s.mrn) for s in cohort.sites],
+            what=f"board report, {fmt} (command line)",
+        )  # fmt: skip
         out.print(
             f"Wrote the cohort board as of {day.isoformat()} ({len(cohort.sites)} sites of "
             f"{cohort.patients} patients) to {path}."
@@ -63,8 +69,8 @@ def report_command(
         return
     if mrn is None:
         raise TrackerError("Name a patient (ho-tracker report MRN), or use --board.")
-    report = patient_report(
-        engine=open_engine(), mrn=mrn, as_of=day, protocol=rules, protocol_name=source
-    )
+    engine = open_engine()
+    report = patient_report(engine=engine, mrn=mrn, as_of=day, protocol=rules, protocol_name=source)
     path = write_patient_report(report, out_dir, fmt)
+    record_view(engine=engine, actor=login_name(), mrn=mrn, what=f"{fmt} report (command line)")
     out.print(f"Wrote the report of {mrn} as of {day.isoformat()} to {path}.")

@@ -12,9 +12,14 @@ from typing import Literal
 
 import pandas as pd
 
-from tracker import vocab
+from tracker import values, vocab
 
-ColumnKind = Literal["text", "enum", "date", "int", "float"]
+# One rule per value (tracker.values): an identifier (MRN, team) has no control
+# character at all; text none either; a note may hold line breaks; every number is
+# finite and within +/- values.NUMBER_LIMIT; every date is on or after
+# values.EARLIEST_DATE and not after today (FUTURE_DAYS ahead where `future`).
+ColumnKind = Literal["identifier", "text", "note", "enum", "date", "int", "float"]
+TEXT_KINDS = ("identifier", "text", "note")
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class Column:
     low: float | None = None  # inclusive bounds
     high: float | None = None
     max_length: int | None = None
+    future: bool = False  # a date that may reach values.FUTURE_DAYS ahead
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,14 @@ def _enum(name: str, enum: type[StrEnum], required: bool = False) -> Column:
     return Column(name, "enum", required=required, enum=enum)
 
 
-MRN = Column("mrn", "text", required=True, max_length=64)
+PLANNED_WEEKS_MAX = 520  # ten years: the longest course a protocol plans
+
+
+def _note(name: str = "notes") -> Column:
+    return Column(name, "note", max_length=values.NOTE_MAX)
+
+
+MRN = Column("mrn", "identifier", required=True, max_length=values.MRN_MAX)
 SITE = _enum("site", vocab.Site, required=True)
 SIDE = _enum("side", vocab.Side, required=True)
 
@@ -61,9 +74,9 @@ PATIENTS = FileFormat(
         MRN,
         Column("birth_date", "date"),
         _enum("sex", vocab.Sex),
-        Column("family_name", "text", max_length=200),
-        Column("given_name", "text", max_length=200),
-        Column("team", "text", max_length=100),
+        Column("family_name", "text", max_length=values.NAME_MAX),
+        Column("given_name", "text", max_length=values.NAME_MAX),
+        Column("team", "identifier", max_length=values.TEAM_MAX),
     ),
     key=("mrn",),
 )
@@ -74,7 +87,7 @@ INJURIES = FileFormat(
         MRN,
         _enum("kind", vocab.InjuryKind, True),
         Column("date", "date", True),
-        Column("notes", "text"),
+        _note(),
     ),
     key=("mrn", "kind", "date"),
 )
@@ -98,7 +111,7 @@ IMAGING = FileFormat(
         _enum("della_valle", vocab.DellaValle),
         Column("size_mm", "float", positive=True),
         Column("accession", "text", max_length=64),
-        Column("notes", "text"),
+        _note(),
     ),
     key=("mrn", "date", "modality", "accession", "site", "side"),
 )
@@ -128,7 +141,7 @@ TREATMENTS = FileFormat(
         _enum("intent", vocab.Intent, True),
         Column("start_date", "date", True),
         Column("end_date", "date"),
-        Column("planned_weeks", "float", positive=True),
+        Column("planned_weeks", "float", positive=True, high=PLANNED_WEEKS_MAX),
         Column("dose", "float", positive=True),
         Column("dose_unit", "text", max_length=30),
         _enum("site", vocab.Site),
@@ -145,7 +158,7 @@ PROCEDURES = FileFormat(
         Column("date", "date", True),
         SITE,
         SIDE,
-        Column("notes", "text"),
+        _note(),
     ),
     key=("mrn", "kind", "date", "site", "side"),
 )

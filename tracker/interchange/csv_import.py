@@ -11,6 +11,7 @@ changes clinical records.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Engine
 from tracker.errors import Conflict, Problem, TrackerError, ValidationFailed
 from tracker.interchange import csv_format as fmt
 from tracker.interchange import tables
+from tracker.interchange.csv_export import restore, text_columns
 from tracker.interchange.validate import (
     FileCheck,
     check_columns,
@@ -29,6 +31,10 @@ from tracker.interchange.validate import (
     read_csv,
 )
 from tracker.progress import NoProgress, Progress
+
+# What writes an import's audit rows, given the import's connection (inside its
+# transaction) and the rows added per patient and file: {mrn: {file: n}} (issue 15).
+ImportAudit = Callable[[sa.Connection, Mapping[str, Mapping[str, int]]], None]
 
 
 @dataclass
@@ -43,6 +49,8 @@ class ImportSummary:
     patients_with_new_rows: int = 0
     # their MRNs, sorted (whose stored site assessments an import makes out of date)
     mrns_with_new_rows: list[str] = field(default_factory=list)
+    # the rows added per patient and file, {mrn: {file: n}} (for the audit trail)
+    added_by_patient: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def total_added(self) -> int:
@@ -56,11 +64,14 @@ def import_folder(
     today: dt.date | None = None,
     progress: Progress | None = None,
     actor: str | None = None,
+    audit: ImportAudit | None = None,
 ) -> ImportSummary:
     """Validate and store every interchange file in `folder`; raise ValidationFailed.
 
     Findings added to a stored study (one imported from DICOM headers, say) complete
-    its pending sites they match, as completed by `actor` (default 'import')."""
+    its pending sites they match, as completed by `actor` (default 'import'). `audit`
+    is given the rows added per patient inside the transaction that stores them
+    (issue 15: the audit rows and the records are stored together or not at all)."""
     progress = progress or NoProgress()
     today = today or dt.date.today()
     if not folder.is_dir():
@@ -79,7 +90,7 @@ def import_folder(
         frame, read_problems = read_csv(folder / file.name, file)
         problems += read_problems
         if frame is not None:
-            check = check_columns(frame, file, today)
+            check = check_columns(_unquoted(frame, file), file, today)
             check_rules(check)
             check_duplicates(check)
             checks[file.name] = check
@@ -100,12 +111,24 @@ def import_folder(
 
     try:
         with engine.begin() as conn:
-            return _write(conn, checks, existing, progress, actor or "import")
+            summary = _write(conn, checks, existing, progress, actor or "import")
+            if audit is not None:
+                audit(conn, summary.added_by_patient)
+            return summary
     except sa.exc.IntegrityError as error:
         raise Conflict(
             "Another change stored some of these records while the import ran; nothing "
             f"was written. Run the import again. ({error.orig})"
         ) from error
+
+
+def _unquoted(frame: pd.DataFrame, file: fmt.FileFormat) -> pd.DataFrame:
+    """Text cells as they were before the export made them spreadsheet-safe: `'=SUM(A1)`
+    is read as `=SUM(A1)` (csv_export.restore, the rule's other half)."""
+    for name in text_columns(file):
+        if name in frame.columns:
+            frame[name] = restore(frame[name].astype(object).str.strip())
+    return frame
 
 
 def unknown_files(folder: Path) -> list[Problem]:
@@ -231,6 +254,9 @@ def _write(
         mrns = pd.concat([rows["mrn"] for rows in new_rows.values()]).dropna().unique()
         summary.mrns_with_new_rows = sorted(str(mrn) for mrn in mrns)
         summary.patients_with_new_rows = len(summary.mrns_with_new_rows)
+        for name, rows in new_rows.items():
+            for mrn, n in rows["mrn"].dropna().astype(str).value_counts().items():
+                summary.added_by_patient.setdefault(str(mrn), {})[name] = int(n)
 
     if fmt.PATIENTS.name in new_rows:
         rows = new_rows[fmt.PATIENTS.name]

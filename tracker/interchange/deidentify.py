@@ -13,6 +13,10 @@ Built on the CSV export (so voided records stay out), then, per patient:
   first injury, or at the export date when the patient has no injury. It sits in a
   subfolder because it is not an interchange file: the import refuses a folder with a
   `.csv` it cannot read (issue 13), and the export folder must still re-import.
+
+The files are spreadsheet-safe as the CSV export's are (csv_export: a text cell that
+begins like a formula gets a `'` in front); the mrn is hashed from the stored value,
+never from its quoted cell, so the same patient keeps the same hash.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import datetime as dt
 import hashlib
 import hmac
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +32,7 @@ from sqlalchemy.engine import Engine
 
 from tracker.errors import TrackerError
 from tracker.interchange import csv_format as fmt
-from tracker.interchange.csv_export import export_folder
+from tracker.interchange.csv_export import stored_rows, text_columns, write_csv
 
 KEY_VARIABLE = "HO_TRACKER_DEID_KEY"
 MIN_KEY_LENGTH = 16
@@ -71,12 +74,8 @@ def export_deidentified(
     """Write the de-identified interchange files and extra/ages.csv; return rows per
     file (by path within `folder`)."""
     today = today or dt.date.today()
-    with tempfile.TemporaryDirectory(prefix="ho-deid-") as raw:
-        export_folder(engine, Path(raw))
-        frames = {
-            f.name: pd.read_csv(Path(raw) / f.name, dtype=str, keep_default_na=False)
-            for f in fmt.FORMATS
-        }
+    with engine.connect() as conn:  # the CSV export's rows (voided records stay out)
+        frames = {f.name: stored_rows(conn, f) for f in fmt.FORMATS}
     patients = frames[fmt.PATIENTS.name]
     mrns = patients["mrn"].tolist()
     hashes = {m: pseudonym(key, m) for m in mrns}
@@ -107,9 +106,8 @@ def export_deidentified(
     for name, frame in out.items():
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        frame.to_csv(partial, index=False, lineterminator="\n", encoding="utf-8")
-        os.replace(partial, target)
+        interchange = fmt.FORMAT_BY_NAME.get(name)  # extra/ages.csv holds no text
+        write_csv(frame, target, text=text_columns(interchange) if interchange else [])
         counts[name] = len(frame)
     return counts
 

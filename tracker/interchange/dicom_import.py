@@ -18,6 +18,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pydicom
 import sqlalchemy as sa
@@ -27,6 +28,9 @@ from sqlalchemy.engine import Engine
 from tracker.errors import Problem, TrackerError, ValidationFailed
 from tracker.interchange import fhir_codes as codes
 from tracker.store.models import DicomPendingSite, ImagingStudy, Patient, table_of
+
+if TYPE_CHECKING:
+    from tracker.interchange.csv_import import ImportAudit
 
 # DICOM Body Part Examined (0018,0015) defined terms (PS3.16 annex L) -> tracker site.
 BODY_PART_SITE = {
@@ -129,9 +133,14 @@ def read_header(path: Path, today: dt.date) -> tuple[DicomStudy | None, list[Pro
 
 
 def import_dicom(
-    engine: Engine, paths: Sequence[Path], *, today: dt.date | None = None
+    engine: Engine,
+    paths: Sequence[Path],
+    *,
+    today: dt.date | None = None,
+    audit: ImportAudit | None = None,
 ) -> DicomSummary:
-    """Read every header, check all, then store studies and pending sites at once."""
+    """Read every header, check all, then store studies and pending sites at once;
+    `audit` is given what was added per patient, inside that transaction (issue 15)."""
     today = today or dt.date.today()
     files = dicom_files(paths)
     if not files:
@@ -159,8 +168,15 @@ def import_dicom(
         ]
         if problems:
             raise ValidationFailed(problems)
+        added: dict[str, dict[str, int]] = {}
         for study in summary.studies:
+            counts = (summary.studies_added, summary.sites_added)
             _store(conn, study, ids[study.mrn], summary)
+            mine = added.setdefault(study.mrn, {"imaging studies": 0, "pending sites": 0})
+            mine["imaging studies"] += summary.studies_added - counts[0]
+            mine["pending sites"] += summary.sites_added - counts[1]
+        if audit is not None:
+            audit(conn, added)
     return summary
 
 

@@ -32,7 +32,7 @@ from tracker.errors import Problem, ValidationFailed
 from tracker.interchange import csv_format as fmt
 from tracker.interchange import fhir_codes as codes
 from tracker.interchange.csv_format import format_number
-from tracker.interchange.csv_import import ImportSummary, import_folder
+from tracker.interchange.csv_import import ImportAudit, ImportSummary, import_folder
 from tracker.progress import Progress
 
 SUPPORTED = (
@@ -66,7 +66,12 @@ class _Reading:
 
 
 def import_bundle_file(
-    engine: Engine, path: Path, *, today: dt.date | None = None, progress: Progress | None = None
+    engine: Engine,
+    path: Path,
+    *,
+    today: dt.date | None = None,
+    progress: Progress | None = None,
+    audit: ImportAudit | None = None,
 ) -> ImportSummary:
     """Validate and store a Bundle file; ValidationFailed names file and element."""
     source = path.name
@@ -74,7 +79,9 @@ def import_bundle_file(
         document = json.loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValidationFailed([Problem(source, None, "Bundle", f"is not JSON: {error}")]) from None
-    return import_bundle(engine, document, source=source, today=today, progress=progress)
+    return import_bundle(
+        engine, document, source=source, today=today, progress=progress, audit=audit
+    )
 
 
 def import_bundle(
@@ -84,15 +91,17 @@ def import_bundle(
     source: str = "bundle",
     today: dt.date | None = None,
     progress: Progress | None = None,
+    audit: ImportAudit | None = None,
 ) -> ImportSummary:
-    """Validate and store a Bundle given as parsed JSON; all or nothing."""
+    """Validate and store a Bundle given as parsed JSON; all or nothing (`audit`: as
+    `import_folder`'s, in the import's transaction)."""
     reading = read_bundle(document, source)
     if reading.problems:
         raise ValidationFailed(reading.problems)
     with tempfile.TemporaryDirectory(prefix="ho-fhir-") as folder:
         origin = _write_tables(reading, Path(folder))
         try:
-            return import_folder(engine, Path(folder), today=today, progress=progress)
+            return import_folder(engine, Path(folder), today=today, progress=progress, audit=audit)
         except ValidationFailed as failed:
             raise ValidationFailed(
                 [_at_element(p, origin, source) for p in failed.problems]

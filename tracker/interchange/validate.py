@@ -16,9 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tracker import vocab
+from tracker import values, vocab
 from tracker.errors import Problem
-from tracker.interchange.csv_format import Column, FileFormat, format_number, number_texts
+from tracker.interchange.csv_format import (
+    TEXT_KINDS,
+    Column,
+    FileFormat,
+    format_number,
+    number_texts,
+)
 
 PROBLEM_COLUMNS = ["line", "field", "reason"]
 _DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
@@ -128,24 +134,18 @@ def _typed_column(
         bad = present & ~raw.isin(allowed)
         check.add(bad, name, "'" + raw + "' is not one of " + ", ".join(allowed))
         return raw.where(present & ~bad, None)
-    if column.kind == "text":
-        if column.max_length is not None:
-            long = present & (raw.str.len() > column.max_length)
-            check.add(long, name, f"is longer than {column.max_length} characters")
-        return raw.where(present, None)
+    if column.kind in TEXT_KINDS:
+        return _text_column(check, column, raw, present)
     if column.kind == "date":
-        parsed = pd.to_datetime(raw.where(present, None), format="%Y-%m-%d", errors="coerce")
-        shaped = raw.str.match(_DATE_RE)
-        bad = present & (parsed.isna() | ~shaped)
-        check.add(bad, name, "'" + raw + "' is not a date in the form YYYY-MM-DD")
-        future = present & ~bad & (parsed > pd.Timestamp(today))
-        check.add(future, name, raw + " is in the future")
-        return raw.where(present & ~bad & ~future, None)
+        return _date_column(check, column, raw, present, today)
     numbers = pd.to_numeric(raw.where(present, None), errors="coerce")
     bad = present & (numbers.isna() | ~np.isfinite(numbers.fillna(0.0)))
     kind = "a whole number" if column.kind == "int" else "a number"
     check.add(bad, name, "'" + raw + f"' is not {kind}")
     ok = present & ~bad
+    huge = ok & (numbers.abs() > values.NUMBER_LIMIT)
+    check.add(huge, name, values.NUMBER_OUTSIDE)
+    ok &= ~huge
     if column.kind == "int":
         fractional = ok & (numbers.fillna(0.0) % 1 != 0)
         check.add(fractional, name, "'" + raw + "' is not a whole number")
@@ -159,8 +159,52 @@ def _typed_column(
         bounds = f"{format_number(column.low)} to {format_number(column.high)}"
         check.add(outside, name, raw + f" is outside {bounds}")
         ok &= ~outside
-    values = numbers.where(ok)
-    return values.astype("Int64") if column.kind == "int" else values.astype(float)
+    elif column.high is not None:
+        above = ok & (numbers > column.high)
+        check.add(above, name, raw + f" is more than {format_number(column.high)}")
+        ok &= ~above
+    kept = numbers.where(ok)
+    return kept.astype("Int64") if column.kind == "int" else kept.astype(float)
+
+
+def _text_column(check: FileCheck, column: Column, raw: pd.Series, present: pd.Series) -> pd.Series:
+    """Identifiers and text hold no control character, notes none but line breaks
+    (tracker.values); each has its length limit. The value is kept only if it passes,
+    so nothing a later check reads (or the database stores) holds one."""
+    pattern = values.CONTROL_IN_NOTE if column.kind == "note" else values.CONTROL
+    found = raw.where(present, "").str.extract(f"([{pattern}])", expand=False)
+    control = present & found.notna()
+    check.add(control, column.name, found.map(values.control_reason, na_action="ignore"))
+    ok = present & ~control
+    if column.kind == "identifier" and column.name == "mrn":
+        slashed = ok & raw.str.contains(values.MRN_FORBIDDEN, regex=False)
+        check.add(slashed, column.name, values.MRN_FORBIDDEN_REASON)
+        ok &= ~slashed
+    if column.max_length is not None:
+        long = ok & (raw.str.len() > column.max_length)
+        check.add(long, column.name, values.longer_reason(column.max_length))
+        ok &= ~long
+    return raw.where(ok, None)
+
+
+def _date_column(
+    check: FileCheck, column: Column, raw: pd.Series, present: pd.Series, today: dt.date
+) -> pd.Series:
+    """A date in the form YYYY-MM-DD from values.EARLIEST_DATE to today (or the bounded
+    future). ISO text compares as the dates do, so the bounds are checked on the text,
+    before parsing, and a year the parser cannot hold (0001, 9999) gets the words of
+    the bound it breaks rather than "not a date"."""
+    name = column.name
+    shaped = present & raw.str.match(_DATE_RE)
+    early = shaped & (raw < values.EARLIEST_DATE.isoformat())
+    late = shaped & (raw > values.latest_date(today, future=column.future).isoformat())
+    check.add(early, name, values.early_reason(raw))
+    check.add(late, name, values.late_reason(raw, future=column.future))
+    within = shaped & ~early & ~late
+    parsed = pd.to_datetime(raw.where(within, None), format="%Y-%m-%d", errors="coerce")
+    bad = present & ~early & ~late & (~shaped | parsed.isna())
+    check.add(bad, name, "'" + raw + "' is not a date in the form YYYY-MM-DD")
+    return raw.where(within & ~bad, None)
 
 
 def check_rules(check: FileCheck) -> None:

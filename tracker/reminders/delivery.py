@@ -18,6 +18,15 @@ goes to the patient's team over SMTP. One delivery of one reminder:
 5. record: accepted, or refused/failed (back to due, retried later with doubling
    back-off), each attempt in `delivery_attempt`.
 
+One reminder never stops the others (issue 15): one that cannot be composed (an MRN
+with a line break, imported before the input rules, cannot go into a Subject; a team
+address stored badly is not an address) or whose handling fails in any other way is
+marked failed with its reason (`last_error`, a `delivery_attempt` row), its claim
+released, retried with the same back-off, and the run goes on with the next. A team
+digest is the same: a team name goes into its headers with any control character
+written out, and a digest that cannot be sent is logged with its reason and tried
+again at the next run.
+
 Escalation works the same way on `sent` rows neither satisfied nor acknowledged
 `escalation_grace_days` after their due date, once (`escalated_at`).
 
@@ -34,6 +43,7 @@ run in hand finds its claim gone and hands nothing over.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import socket
@@ -51,11 +61,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
+from tracker.addresses import address_problem, shown
 from tracker.config import Settings
 from tracker.errors import NotFound
 from tracker.protocol import Protocol, ReminderRules
 from tracker.reminders import mail, rules
-from tracker.reminders.mail import Outcome, SendResult, SmtpChannel, compose
+from tracker.reminders.mail import Outcome, SendResult, SmtpChannel, Unsendable, compose
 from tracker.reminders.planner import (
     Recheck,
     cancel_reasons,
@@ -76,6 +87,7 @@ from tracker.store.models import (
     table_of,
     utcnow,
 )
+from tracker.values import CONTROL_RE, control_reason
 from tracker.vocab import ReminderStatus
 
 S = ReminderStatus
@@ -83,6 +95,11 @@ Clock = Callable[[], datetime]
 reminder, patient, team = table_of(Reminder), table_of(Patient), table_of(Team)
 attempt_log, digest = table_of(DeliveryAttempt), table_of(TeamDigest)
 r = reminder.c
+log = logging.getLogger("tracker.reminders")
+# The database itself is out of reach: no reminder's fault, so the run ends (its claims
+# are released) rather than marking every reminder failed (issue 15: anything else
+# that goes wrong with one reminder fails that reminder alone).
+DATABASE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
 def worker_name() -> str:
@@ -224,6 +241,7 @@ class Deliverer:
         self._held: dict[str, _Kind] = {}  # claim tokens of the runs under way
         self._pace: dict[str, float] = {}  # seconds per reminder in the last batch, by kind
         self._held_lock = threading.Lock()
+        self.digest_problems: list[str] = []  # why the last digest run left a team out
 
     # -- jobs --
 
@@ -296,13 +314,15 @@ class Deliverer:
             try:
                 _, ids = self.claim(kind, self._claim_size(kind, batch, deadline), token=token)
                 rows = self._load(ids, token)
-                verdicts = self._recheck(rows, clinic_day(self.clock(), self.rules))
+                verdicts, broken = self._recheck_each(rows, clinic_day(self.clock(), self.rules))
                 for rid in ids:
                     if must_end():
                         break
                     tried += 1
-                    if rid in verdicts:
-                        self._deliver_one(kind, rid, token, verdicts[rid], report)
+                    if rid in broken:
+                        self._failed_unexpectedly(kind, rid, token, broken[rid], report)
+                    elif rid in verdicts:
+                        self._deliver_isolated(kind, rid, token, verdicts[rid], report)
             finally:
                 report.deferred += self._release_unsent(kind, token)
                 with self._held_lock:
@@ -364,6 +384,75 @@ class Deliverer:
 
     # -- 2-5. one reminder --
 
+    def _deliver_isolated(
+        self,
+        kind: _Kind,
+        rid: int,
+        token: str,
+        verdict: tuple[str, str | None] | None,
+        report: DeliveryReport,
+    ) -> None:
+        """`_deliver_one`, where anything but the database going away fails this
+        reminder alone."""
+        try:
+            self._deliver_one(kind, rid, token, verdict, report)
+        except DATABASE_DOWN:
+            raise
+        except Exception as error:  # noqa: BLE001 - one reminder must not stop the run
+            log.exception("%s %d could not be delivered", kind.name, rid)
+            self._failed_unexpectedly(kind, rid, token, error, report)
+
+    def _failed_unexpectedly(
+        self, kind: _Kind, rid: int, token: str, error: BaseException, report: DeliveryReport
+    ) -> None:
+        """Mark a reminder whose handling raised `error` failed, with the error as its
+        reason, retried with back-off. Writes only while the claim is ours and the row
+        is as it was claimed, so one already handed over is never sent again."""
+        problem = f"could not be delivered ({type(error).__name__}: {shown(str(error))})"
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(sa.select(r.attempts).where(r.id == rid)).scalar()
+            self._retry_later(rid, token, kind, Outcome.failed.value, problem, int(found or 0))
+        except DATABASE_DOWN:
+            raise
+        except Exception:  # noqa: BLE001 - released unsent at the end of the batch
+            log.exception("%s %d: its failure could not be recorded", kind.name, rid)
+        report.waiting += 1
+        report.problems.append(f"reminder {rid}: {problem}")
+
+    def _recheck_each(
+        self, rows: list[dict[str, Any]], today: date
+    ) -> tuple[dict[int, tuple[str, str | None] | None], dict[int, Exception]]:
+        """`_recheck` for the batch; if it fails, once per reminder, so that a patient
+        whose records cannot be read holds back its own reminders only (returned with
+        the error, to be marked failed)."""
+        try:
+            return self._recheck(rows, today), {}
+        except DATABASE_DOWN:
+            raise
+        except Exception:  # noqa: BLE001 - find the reminder it is about
+            log.exception("re-checking a batch failed; re-checking its reminders one by one")
+        verdicts: dict[int, tuple[str, str | None] | None] = {}
+        broken: dict[int, Exception] = {}
+        for row in rows:
+            try:
+                verdicts.update(self._recheck([row], today))
+            except DATABASE_DOWN:
+                raise
+            except Exception as error:  # noqa: BLE001 - this reminder alone
+                broken[row["id"]] = error
+        return verdicts, broken
+
+    def _unsendable(
+        self, kind: _Kind, rid: int, token: str, row: dict[str, Any], problem: str,
+        report: DeliveryReport,
+    ) -> None:  # fmt: skip
+        """A reminder whose e-mail cannot be composed: failed, with the reason, retried
+        with back-off (it goes out once the value is corrected)."""
+        self._retry_later(rid, token, kind, Outcome.failed.value, problem, row["attempts"])
+        report.waiting += 1
+        report.problems.append(f"reminder {rid} ({shown(row['mrn'])}): {problem}")
+
     def _deliver_one(
         self,
         kind: _Kind,
@@ -391,6 +480,9 @@ class Deliverer:
             report.closed += 1
             return
         recipient, problem = self._recipient(row, kind)
+        if recipient is not None and problem is not None:  # an address stored badly
+            self._unsendable(kind, rid, token, row, problem, report)
+            return
         if self.channel is None:  # the first thing to fix, whatever the team's address
             problem = (
                 "no SMTP server configured, so reminders stay on the worklist: set "
@@ -400,10 +492,14 @@ class Deliverer:
             problem = problem or "no recipient"  # _recipient names one when it has none
             self._retry_later(rid, token, kind, "no_address", problem, row["attempts"])
             report.waiting += 1
-            report.problems.append(f"reminder {rid} ({row['mrn']}): {problem}")
+            report.problems.append(f"reminder {rid} ({shown(row['mrn'])}): {problem}")
             return
         message_id = kind.message_id(rid, self.domain)
-        message = self._message(kind, row, recipient, message_id, now)
+        try:
+            message = self._message(kind, row, recipient, message_id, now)
+        except Unsendable as unsendable:
+            self._unsendable(kind, rid, token, row, str(unsendable), report)
+            return
         late = is_late(now, row["due"], self.rules)
 
         def hand_over(write_dot: Callable[[], None]) -> bool:
@@ -460,25 +556,41 @@ class Deliverer:
         return verdicts
 
     def _recipient(self, row: dict[str, Any], kind: _Kind) -> tuple[str | None, str | None]:
-        mrn, name = row["mrn"], row["team_name"]
+        """(address, None); (None, why there is none); or (address, why it cannot be
+        used): an address stored before the address rule that is not one."""
+        mrn, name = shown(row["mrn"]), row["team_name"]
         if name is None:
             return None, (
                 f"patient {mrn} has no team, so its reminders have nowhere to go: "
                 f"run `ho-tracker patient set-team {mrn} TEAM`"
             )
-        address = row["team_email"]
+        name = shown(name)
+        address, option = row["team_email"], "--email"
         if kind is ESCALATION and row["team_escalation_email"]:
-            address = row["team_escalation_email"]
+            address, option = row["team_escalation_email"], "--escalation-email"
         if not address:
             return None, (
                 f"team {name} has no delivery address: run "
                 f"`ho-tracker teams add {name} --email ADDRESS`"
+            )
+        problem = address_problem(address)
+        if problem is not None:
+            which = "escalation e-mail address" if option != "--email" else "e-mail address"
+            return address, (
+                f"team {name}'s {which} '{shown(address)}' {problem}: set it again with "
+                f"`ho-tracker teams add {name} {option} ADDRESS`"
             )
         return address, None
 
     def _message(
         self, kind: _Kind, row: dict[str, Any], recipient: str, message_id: str, now: datetime
     ) -> Any:
+        found = CONTROL_RE.search(row["mrn"])
+        if found:  # stored before the input rules; never a raw CR/LF in the Subject
+            raise Unsendable(
+                f"the MRN '{shown(row['mrn'])}' {control_reason(found.group())} in an "
+                "e-mail: correct the patient's MRN, and the reminder goes out at the next try"
+            )
         what, where = mail.reminder_words(row["rule"], row["site"], row["side"])
         due = row["due"].isoformat()
         if kind is ESCALATION:
@@ -496,7 +608,7 @@ class Deliverer:
                 lead,
                 "",
                 f"Patient: {row['mrn']}",
-                f"Team: {row['team_name']}",
+                f"Team: {shown(row['team_name'] or '')}",
                 f"What: {what}{where}",
                 f"Due: {due}",
                 f"Why: {mail.why_words(row['detail'])}",
@@ -636,7 +748,7 @@ class Deliverer:
                 self._update(conn, rid, token, sent_status, dict(kind.undo))
         self._retry_later(rid, token, kind, result.outcome.value, result.detail, row["attempts"])
         report.waiting += 1
-        report.problems.append(f"reminder {rid} ({row['mrn']}): {result.detail}")
+        report.problems.append(f"reminder {rid} ({shown(row['mrn'])}): {result.detail}")
 
     # -- the daily digest --
 
@@ -652,8 +764,17 @@ class Deliverer:
             ).all()
             done = set(conn.execute(sa.select(digest.c.team).where(digest.c.day == day)).scalars())
         sent = 0
+        self.digest_problems = []
         for name, address in teams:
             if name in done or self.stopping.is_set():
+                continue
+            problem = address_problem(address)
+            if problem is not None:
+                self._digest_failed(
+                    name,
+                    f"its e-mail address '{shown(address)}' {problem}: set it again with "
+                    f"`ho-tracker teams add {shown(name)} --email ADDRESS`",
+                )
                 continue
             items = list(
                 every_row(
@@ -665,15 +786,26 @@ class Deliverer:
             )
             if not items:
                 continue
-            sent += self._send_digest(name, address, day, items, now)
+            try:
+                sent += self._send_digest(name, address, day, items, now)
+            except DATABASE_DOWN:
+                raise
+            except Exception as error:  # noqa: BLE001 - one team must not stop the others
+                self._digest_failed(name, f"{type(error).__name__}: {shown(str(error))}")
         return sent
+
+    def _digest_failed(self, name: str, problem: str) -> None:
+        """A team's digest not sent today (yet): said in the log, tried at the next run."""
+        said = f"the daily digest of team {shown(name)} was not sent: {problem}"
+        self.digest_problems.append(said)
+        log.warning("digest: %s", said)
 
     def _send_digest(
         self, name: str, address: str, day: date, items: list[dict[str, Any]], now: datetime
     ) -> int:
         assert self.channel is not None
-        message_id = f"<digest-{name}-{day.isoformat()}@{self.domain}>"
-        lines = [f"Open reminders for {name} on {day.isoformat()}: {len(items)}", ""]
+        message_id = f"<digest-{message_id_part(name)}-{day.isoformat()}@{self.domain}>"
+        lines = [f"Open reminders for {shown(name)} on {day.isoformat()}: {len(items)}", ""]
         lines += [mail.digest_line(i) for i in items]
         message = compose(
             sender=self.settings.smtp_from,
@@ -706,7 +838,20 @@ class Deliverer:
         if result.handed_over and result.outcome == Outcome.refused:
             with self.engine.begin() as conn:  # not taken: let a later run try again
                 conn.execute(digest.delete().where(digest.c.team == name, digest.c.day == day))
+        if result.outcome in (Outcome.refused, Outcome.failed):
+            self._digest_failed(name, result.detail)
         return int(result.outcome == Outcome.accepted)
+
+
+def message_id_part(text: str) -> str:
+    """`text` as part of a Message-ID: letters, digits, '-' and '_' as they are, any
+    other character (a space, a line break) as %XX of its UTF-8 bytes; stable, so the
+    same team's digest of a day always has the same Message-ID."""
+    return "".join(
+        c if c.isascii() and (c.isalnum() or c in "-_") else
+        "".join(f"%{b:02X}" for b in c.encode())
+        for c in text
+    )  # fmt: skip
 
 
 def recheck_many(

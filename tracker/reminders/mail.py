@@ -31,7 +31,9 @@ from enum import StrEnum
 from typing import Any
 
 from tracker import labels
+from tracker.addresses import address_problem, shown
 from tracker.config import Settings
+from tracker.values import CONTROL_RE, control_reason
 
 # Setting up a session (TCP, TLS, the greeting) waits at most this long, whatever
 # HO_TRACKER_SMTP_TIMEOUT_SECONDS allows a session's replies: an unreachable server
@@ -52,6 +54,12 @@ class SendResult:
     outcome: Outcome
     detail: str = ""
     handed_over: bool = False  # True once the final dot was written
+
+
+class Unsendable(ValueError):
+    """A message that cannot be composed from these values (a header would carry a
+    line break, an address is not one): a delivery failure with this reason, retried
+    later, never a crash of the run (issue 15)."""
 
 
 class BadCaFile(OSError):
@@ -142,6 +150,13 @@ class SmtpChannel:
         hand_over: Callable[[Callable[[], None]], bool],
     ) -> SendResult:
         """Hand `message` to the server for `recipient` (see the module doc)."""
+        try:  # before any session: a message that cannot be written is not started
+            problem = address_problem(recipient)
+            if problem is not None:
+                raise Unsendable(f"the recipient '{shown(recipient)}' {problem}")
+            data = _dot_stuffed(message.as_bytes(policy=SMTP_POLICY))
+        except (ValueError, TypeError, LookupError) as error:  # UnicodeError is a ValueError
+            return SendResult(Outcome.failed, f"the e-mail could not be written: {error}")
         try:
             smtp = self._connect()
         except (OSError, smtplib.SMTPException) as error:
@@ -160,7 +175,7 @@ class SmtpChannel:
             if code != 354:
                 return SendResult(Outcome.refused, f"DATA refused: {code} {_text(reply)}")
             in_data = True
-            smtp.send(_dot_stuffed(message.as_bytes(policy=SMTP_POLICY)))
+            smtp.send(data)
 
             def write_dot() -> None:
                 nonlocal handed_over
@@ -237,6 +252,27 @@ def _say(error: BaseException) -> str:
     return text
 
 
+def header_text(text: str) -> str:
+    """A value for a header from text that may predate the input rules (a team name):
+    every control character written out (`\\r`, `\\n`), so it can never end the header
+    or start another."""
+    return shown(text)
+
+
+def _header(name: str, value: str) -> str:
+    found = CONTROL_RE.search(value)
+    if found:
+        raise Unsendable(f"the {name} header '{shown(value)}' {control_reason(found.group())}")
+    return value
+
+
+def _address(name: str, value: str) -> str:
+    problem = address_problem(value)
+    if problem is not None:
+        raise Unsendable(f"the {name} address '{shown(value)}' {problem}")
+    return value
+
+
 def compose(
     *,
     sender: str,
@@ -247,14 +283,19 @@ def compose(
     when: datetime,
     headers: dict[str, str] | None = None,
 ) -> EmailMessage:
+    """A plain-text message. Headers are built only from checked values: the To address
+    by the address rule (`tracker.addresses`; the From address is HO_TRACKER_SMTP_FROM,
+    checked by the same rule in `config`), every header with no control character at
+    all (a trailing line break too, which the email package lets through and which
+    ends the header block early). Unsendable names the header."""
     message = EmailMessage()
-    message["From"] = sender
-    message["To"] = recipient
-    message["Subject"] = subject
+    message["From"] = _header("From", sender)
+    message["To"] = _address("To", recipient)
+    message["Subject"] = _header("Subject", subject)
     message["Date"] = format_datetime(when)
-    message["Message-ID"] = message_id
+    message["Message-ID"] = _header("Message-ID", message_id)
     for name, value in (headers or {}).items():
-        message[name] = value
+        message[_header("header name", name)] = _header(name, value)
     message.set_content(body)
     return message
 
@@ -275,13 +316,15 @@ def why_words(detail: str | None) -> str:
 
 
 def digest_line(item: Mapping[str, Any]) -> str:
-    """One open reminder in a team's daily digest."""
+    """One open reminder in a team's daily digest (an MRN stored before the input rules
+    is shown with its control characters written out: one line per reminder)."""
     what, where = reminder_words(item["rule"], item.get("site"), item.get("side"))
     return (
-        f"- #{item['id']} {item['mrn']} {what}{where} "
+        f"- #{item['id']} {shown(item['mrn'])} {what}{where} "
         f"due {item['due']} ({labels.words(item['status'])})"
     )
 
 
 def digest_subject(team: str, day: str, open_count: int) -> str:
-    return f"HO tracker: {labels.count(open_count, 'open reminder')} for {team} ({day})"
+    count = labels.count(open_count, "open reminder")
+    return f"HO tracker: {count} for {header_text(team)} ({day})"

@@ -10,7 +10,10 @@ Public surface:
     write_event(conn, *, actor, action, entity, entity_id, mrn, before, after) -> None
     audit_page(*, engine, filters, zone, after=None, size=50) -> AuditPage (the web page:
         keyset-paged, each row's record, patient and changes in words)
-    record_import(*, engine, actor, files, rows_added, patients) -> None
+    record_views(*, engine, actor, mrns, what, search=None) -> None (a list of patients
+        shown, or a cohort exported: a row per patient)
+    import_recorder(*, actor, source) -> ImportAudit (an import's rows, a row per patient,
+        written by the import inside its own transaction)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,8 +105,9 @@ def write_event(
     )
 
 
-def record_view(*, engine: Engine, actor: str, mrn: str) -> None:
-    """Log that `actor` opened the record of patient `mrn` (issue 6: every view)."""
+def record_view(*, engine: Engine, actor: str, mrn: str, what: str | None = None) -> None:
+    """Log that `actor` opened the record of patient `mrn` (issue 6: every view);
+    `what` names the page, figure, form or command it was seen through."""
     with engine.begin() as conn:
         write_event(
             conn,
@@ -111,7 +116,48 @@ def record_view(*, engine: Engine, actor: str, mrn: str) -> None:
             entity="patient",
             entity_id=None,
             mrn=mrn,
+            after={"what": what} if what else None,
         )
+
+
+def record_views(
+    *,
+    engine: Engine,
+    actor: str,
+    mrns: Iterable[str],
+    what: str,
+    search: Mapping[str, object] | None = None,
+) -> None:
+    """Log that `actor` was shown these patients at once (issue 15): a row per patient,
+    so that `audit --mrn` and the audit page's MRN filter find every list a patient was
+    shown in through the (mrn, at) index, as they find the patient's own page. Each is
+    a view (the trail's actions are fixed by the schema); `what` says which list, and
+    `search` the filters it was asked with. One insert, one transaction."""
+    shown = sorted(set(mrns))
+    if not shown:
+        return
+    after: dict[str, Any] = {"what": what, "shown": len(shown)}
+    if search is not None:
+        after["search"] = {k: v for k, v in search.items() if v not in (None, "")}
+    at, text = dt.datetime.now(dt.UTC), to_json(after)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(audit_event),
+            [
+                {"at": at, "username": actor, "action": str(vocab.AuditAction.view),
+                 "entity": "patient",
+                 "entity_id": None, "mrn": mrn, "before": None, "after": text}
+                for mrn in shown
+            ],
+        )  # fmt: skip
+
+
+def record_cohort_view(*, engine: Engine, actor: str, what: str) -> None:
+    """Log a view of every stored patient at once (a cohort export or report)."""
+    p = table_of(Patient).c
+    with engine.connect() as conn:
+        mrns = [str(mrn) for (mrn,) in conn.execute(sa.select(p.mrn))]
+    record_views(engine=engine, actor=actor, mrns=mrns, what=what)
 
 
 def audit_trail(
@@ -359,26 +405,30 @@ def _audit_cursor(after: str) -> tuple[dt.datetime, int]:
         ) from None
 
 
-def record_import(
-    *,
-    engine: Engine,
-    actor: str | None,
-    files: list[str],
-    rows_added: dict[str, int],
-    patients: int,
-) -> None:
-    """Log a CSV import with what it added: rows per file, and for how many patients
-    (so "what did that import do?" has an answer in the trail)."""
-    with engine.begin() as conn:
-        write_event(
-            conn,
-            actor=actor,
-            action=vocab.AuditAction.import_,
-            entity=None,
-            entity_id=None,
-            mrn=None,
-            after={"files": files, "rows_added": rows_added, "patients": patients},
-        )
+# An import's audit: called by the import on its own connection, inside the transaction
+# that stores the rows, with the rows it added per patient and file ({mrn: {file: n}}).
+ImportAudit = Callable[[Connection, Mapping[str, Mapping[str, int]]], None]
+
+
+def import_recorder(*, actor: str | None, source: str) -> ImportAudit:
+    """What an import (CSV, FHIR, DICOM; web or CLI) writes to the trail: a row per
+    patient it gave records to, with the rows added per file, so that `audit --mrn`
+    answers "where did this record come from?" (issue 15). `source` says how it came
+    ("CSV upload of patients.csv, imaging.csv", "FHIR Bundle b.json")."""
+
+    def record(conn: Connection, added: Mapping[str, Mapping[str, int]]) -> None:
+        at = dt.datetime.now(dt.UTC)
+        rows = [
+            {"at": at, "username": actor, "action": str(vocab.AuditAction.import_),
+             "entity": "patient", "entity_id": None, "mrn": mrn, "before": None,
+             "after": to_json({"source": source, "rows_added": dict(counts)})}
+            for mrn, counts in sorted(added.items())
+            if any(counts.values())
+        ]  # fmt: skip
+        if rows:
+            conn.execute(sa.insert(audit_event), rows)
+
+    return record
 
 
 # --- before and after, in words ---
@@ -406,6 +456,10 @@ _FIELD_WORDS = {
     "stop_reason": "reason stopped",
     "rows_added": "rows added",
     "patients": "patients given records",
+    "shown": "patients shown",
+    "what": "seen through",
+    "search": "search",
+    "source": "from",
     "detail": "details",
 }
 # the order a clinician reads a record in; other fields follow alphabetically
@@ -413,7 +467,7 @@ _FIELD_ORDER = (
     "mrn", "family_name", "given_name", "birth_date", "sex", "team", "kind", "modality",
     "accession", "agent", "intent", "analyte", "date", "start_date", "end_date", "site",
     "side", "phase", "ho", "ratio", "value", "unit", "status", "voided_reason", "files",
-    "rows_added", "patients",
+    "rows_added", "patients", "source", "what", "search", "shown",
 )  # fmt: skip
 _ENTITY_WORDS = {
     "bone_scan_measurement": "bone scan",

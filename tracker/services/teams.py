@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tracker import values
+from tracker.addresses import checked_address, shown
 from tracker.errors import NotFound, TrackerError
 from tracker.store.models import Patient, Team, table_of, utcnow
 
 team, patient = table_of(Team), table_of(Patient)
-ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|^[^@\s<>]+@localhost$")
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,15 @@ class TeamSummary:
     patients: int
 
 
-def _check_address(option: str, value: str | None) -> None:
-    if value is not None and not ADDRESS.match(value):
-        raise TrackerError(
-            f"{option} '{value}' is not an e-mail address; give one like ward7@hospital.nhs.uk."
-        )
+def _check_address(option: str, value: str | None) -> str | None:
+    """The address as the library normalises it (issue 15: email-validator, not a
+    pattern), or a sentence naming the option and the reason."""
+    if value is None:
+        return None
+    try:
+        return checked_address(value)
+    except ValueError as refused:
+        raise TrackerError(f"{option} '{shown(value)}' {refused}.") from None
 
 
 def add_team(
@@ -35,11 +39,11 @@ def add_team(
 ) -> bool:
     """Create a team, or give an existing one (say, made by a CSV import) its
     addresses. Returns True when the team is new."""
-    name = name.strip()
-    if not name or len(name) > 100:
-        raise TrackerError("A team name must be 1 to 100 characters long.")
-    _check_address("--email", email)
-    _check_address("--escalation-email", escalation_email)
+    problem = values.identifier_problem(name, limit=values.TEAM_MAX)
+    if problem is not None:
+        raise TrackerError(f"Team name '{shown(name)}' {problem}.")
+    email = _check_address("--email", email)
+    escalation_email = _check_address("--escalation-email", escalation_email)
     with engine.begin() as conn:
         exists = conn.execute(sa.select(team.c.id).where(team.c.name == name)).first()
         if exists is None:

@@ -300,7 +300,46 @@ def _row(found: Any, today: dt.date) -> dict[str, Any]:
         row[column] = _aware(row[column])
     row["name"] = display_name(row.pop("family_name"), row.pop("given_name"))
     row["days_overdue"] = max((today - row["due"]).days, 0)
+    row["delivery_problem"] = delivery_problem(row)
     return row
+
+
+def delivery_problem(row: dict[str, Any]) -> str | None:
+    """Why a reminder's e-mail (or its escalation) has not gone out, in words, or None
+    (issue 15: a failed delivery shows on screen, not only in a log)."""
+    from tracker import labels
+
+    error = row.get("last_error")
+    if not error:
+        return None
+    if row["status"] == S.due.value:
+        return f"E-mail not sent: {labels.sentence(error)}"
+    if row["status"] == S.sent.value and row.get("accepted_at") and not row["escalated_at"]:
+        return f"Escalation e-mail not sent: {labels.sentence(error)}"
+    return None
+
+
+FAILED_SHOWN = 200
+
+
+def failed_deliveries(
+    *, engine: Engine, today: dt.date, limit: int = FAILED_SHOWN
+) -> list[dict[str, Any]]:
+    """Open reminders whose e-mail or escalation failed and waits for a retry, the next
+    try first (the admin's "Failed deliveries"); rows as on the worklist."""
+    failed = sa.or_(
+        r.status == S.due.value,
+        sa.and_(r.status == S.sent.value, r.accepted_at.is_not(None), r.escalated_at.is_(None)),
+    )
+    query = (
+        sa.select(*_COLUMNS)
+        .select_from(reminder.join(patient))
+        .where(r.last_error.is_not(None), failed)
+        .order_by(r.next_attempt_at, r.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [row for row in _rows(conn, query, today) if row["delivery_problem"]]
 
 
 def _rows(conn: Connection, query: sa.Select[Any], today: dt.date) -> list[dict[str, Any]]:

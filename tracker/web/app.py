@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
+from starlette.types import ASGIApp
 
 from tracker import labels
 from tracker.config import Settings, get_settings
@@ -27,12 +28,27 @@ from tracker.errors import Conflict, NotFound, TrackerError, ValidationFailed
 from tracker.services.assessment import protocol_from
 from tracker.store import database
 from tracker.web.auth import BadCsrf, NotAllowed, NotSignedIn, SessionSigner
+from tracker.web.deps import ApiViewer
+from tracker.web.headers import SecurityHeaders
 from tracker.web.render import render
 from tracker.web.secret import secret_key
 
 log = logging.getLogger("tracker.web")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/v1"
+
+
+class TrackerApp(FastAPI):
+    """FastAPI with the security headers and upload limit (tracker.web.headers) outside
+    everything, Starlette's own 500 response included."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        return SecurityHeaders(
+            super().build_middleware_stack(),
+            max_upload_bytes=settings.max_upload_bytes,
+            behind_https=settings.behind_https,
+        )
 
 
 def create_app(
@@ -63,17 +79,19 @@ def create_app(
             if scheduler is not None:  # within a few seconds, whatever is due (issue 14)
                 scheduler.stop()
 
-    app = FastAPI(
+    app = TrackerApp(
         title="ho-tracker",
         version="1",
         description="Heterotopic ossification tracker: patients, records, assessment, "
         "reminders. Authenticate with `Authorization: Bearer TOKEN` "
         "(`ho-tracker users token NAME`).",
         lifespan=lifespan,
-        docs_url=f"{API_PREFIX}/docs",
+        # no docs page: Swagger UI needs a CDN or inline script (issue 15); the document
+        # itself is served below, to signed-in callers only
+        docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
-        openapi_url=f"{API_PREFIX}/openapi.json",
+        openapi_url=None,
     )
     app.state.engine = engine
     app.state.settings = settings
@@ -100,6 +118,10 @@ def create_app(
     app.include_router(forms.router)
     app.include_router(api.router, prefix=API_PREFIX)
     app.include_router(fhir.router)
+
+    @app.get(f"{API_PREFIX}/openapi.json", include_in_schema=False)
+    def openapi_document(_viewer: ApiViewer) -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -221,7 +221,10 @@ LAB = FormSpec(
 FORMS = {f.slug: f for f in (INJURY, IMAGING, BONE_SCAN, COURSE, PROCEDURE, LAB)}
 # ... and those a person adds one with: a bone scan is one form with its ratios.
 NEW_FORMS = {**FORMS, BONE_SCAN_STUDY.slug: BONE_SCAN_STUDY}
-MAX_ROWS = 12
+# The most rows (findings, measurements, sites) one form or API call saves. A form
+# sent with a filled row beyond it is refused beside the first row too many
+# (`too_many_rows`), never cut short: every row sent is saved, or none.
+MAX_ROWS = 20
 
 
 def grid_names(spec: FormSpec) -> list[str]:
@@ -234,18 +237,39 @@ def fits(f: Field, modality: str | None) -> bool:
     return not f.modalities or not modality or modality in f.modalities
 
 
-def row_count(values: dict[str, str], spec: FormSpec, wanted: int | None) -> int:
-    """Rows to show: as many as were filled in or asked for, at least the default."""
-    if spec.rows_name is None:
-        return 0
+def rows_sent(values: dict[str, str], spec: FormSpec) -> int:
+    """One more than the highest row index with a value in it (0: no row)."""
     used = 0
     prefix = f"{spec.rows_name}["
-    for key in values:
-        if key.startswith(prefix):
+    for key, value in values.items():
+        if key.startswith(prefix) and value:
             index = key[len(prefix) :].split("]", 1)[0]
             if index.isdigit():
                 used = max(used, int(index) + 1)
+    return used
+
+
+def row_count(values: dict[str, str], spec: FormSpec, wanted: int | None) -> int:
+    """Rows to show: as many as were filled in or asked for, at least the default, at
+    most MAX_ROWS; one more when rows beyond it were sent, so the first row too many
+    is shown with its refusal (`too_many_rows`)."""
+    if spec.rows_name is None:
+        return 0
+    used = rows_sent(values, spec)
+    if used > MAX_ROWS:
+        return MAX_ROWS + 1
     return max(1, min(MAX_ROWS, max(used, wanted or 0, spec.default_rows)))
+
+
+def too_many_rows(spec: FormSpec, values: dict[str, str]) -> tuple[str, str] | None:
+    """(input, reason) refusing a form with a filled row beyond MAX_ROWS, or None."""
+    if spec.rows_name is None or rows_sent(values, spec) <= MAX_ROWS:
+        return None
+    first = spec.row_fields[0].name
+    return (
+        f"{spec.rows_name}[{MAX_ROWS}].{first}",
+        f"use at most {MAX_ROWS} {spec.rows_name} in one form; save the others as another record",
+    )
 
 
 # --- the admin's forms: a new user, an API token's name, a protocol to check ---

@@ -19,11 +19,19 @@ from sqlmodel import Session
 
 from tracker import vocab
 from tracker.errors import NotFound, Problem, ValidationFailed
+from tracker.interchange.csv_format import format_number
 from tracker.protocol import Protocol
 from tracker.store.models import Patient, Reminder, table_of
 from tracker.store.story import load_story
 from tracker.templating import words
-from tracker.web.formspec import BONE_SCAN_STUDY, FormSpec, fits, grid_names, row_count
+from tracker.web.formspec import (
+    BONE_SCAN_STUDY,
+    FormSpec,
+    fits,
+    grid_names,
+    row_count,
+    too_many_rows,
+)
 
 # the add service of each form
 ADDERS = {
@@ -144,7 +152,12 @@ def misfits(spec: FormSpec, values: dict[str, str]) -> list[Problem]:
 
 
 def _refuse_misfits(spec: FormSpec, values: dict[str, str]) -> None:
+    """Refuse values a modality cannot show, and rows beyond the form's limit (every
+    row sent is saved or the form is refused: none is dropped)."""
     problems = misfits(spec, values)
+    beyond = too_many_rows(spec, values)
+    if beyond is not None:
+        problems.append(Problem(spec.entity, None, *beyond))
     if problems:
         raise ValidationFailed(problems)
 
@@ -268,8 +281,8 @@ def _text(value: Any) -> str:
         return ""
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, float):  # in full: a form shown rounded would save it rounded
+        return format_number(value)
     return str(value)
 
 

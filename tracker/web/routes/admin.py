@@ -403,6 +403,21 @@ def issue_token_page(
     )
 
 
+@router.get("/admin/deliveries")
+def deliveries_page(request: Request, viewer: PageViewer, engine: EngineDep) -> Response:
+    """Failed deliveries (issue 15): each reminder whose e-mail waits for a retry, with
+    its patient, attempts, last error and next try, in clinic time."""
+    from tracker.services.worklist import failed_deliveries
+    from tracker.web.clinic import today
+
+    require(viewer, CAN_ADMINISTER, "read the failed deliveries")
+    rows = failed_deliveries(engine=engine, today=today(request))
+    for row in rows:
+        row["next_try"] = _clinic_time(request, row["next_attempt_at"])
+    zone = protocol_of(request).reminders.time_zone
+    return render(request, "deliveries.j2", {"rows": rows, "zone": zone})
+
+
 @router.get("/admin/protocol")
 def protocol_page(request: Request, viewer: PageViewer) -> Response:
     require(viewer, CAN_ADMINISTER, "read the clinic protocol")

@@ -1,8 +1,12 @@
 """The JSON API under /api/v1: the same services and the same assessment as the CLI.
 
 Bodies are typed with the vocabulary, so the OpenAPI document lists the allowed
-values; everything the types cannot say (a scan before birth, an end before its
-start) is refused by the record services with the field's path, as a 422.
+values. Text and numbers are typed with the rules of `tracker.values` and the CSV
+column they become (one rule per value): the same limits and the same words as the
+CSV import and the forms. A field no body has is refused, naming it (a misspelt
+`note` is never dropped silently). Everything the types cannot say (a scan before
+birth, an end before its start, a date in the future) is refused by the record
+services with the field's path, as a 422.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
-from tracker import vocab
+from tracker import values, vocab
+from tracker.interchange import csv_format as fmt
+from tracker.interchange.csv_format import FileFormat, format_number
 from tracker.protocol import Protocol
 from tracker.services.patients import list_patients
 from tracker.services.worklist import (
@@ -28,18 +35,95 @@ from tracker.web import saving
 from tracker.web.actions import acknowledge_reminder
 from tracker.web.auth import CAN_EDIT, Viewer, api_error_responses, require
 from tracker.web.deps import ApiViewer, EngineDep, api_viewer
-from tracker.web.formspec import FORMS
+from tracker.web.formspec import FORMS, MAX_ROWS
 from tracker.web.identity import log_view
 from tracker.web.views import patient_view
 
 router = APIRouter(dependencies=[Depends(api_viewer)], responses=api_error_responses())
 
-Mrn = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f/]+$")]
-Text = Annotated[str | None, Field(default=None, max_length=2000, pattern=r"^[^\x00]*$")]
-Short = Annotated[str | None, Field(default=None, max_length=100, pattern=r"^[^\x00]*$")]
-Positive = Annotated[float, Field(gt=0, lt=1e12)]
-Number = Annotated[float, Field(ge=-1e12, le=1e12)]
+Mrn = Annotated[str, Path(min_length=1, max_length=values.MRN_MAX, pattern=r"^[^\x00-\x1f\x7f/]+$")]
 MaxDate = dt.date(9999, 12, 31)
+
+
+# --- body types: the rules of tracker.values, with the limits of the CSV columns ------------
+
+
+def _refuse(problem: str | None) -> None:
+    if problem is not None:  # the reason alone, as the CSV import and the forms word it
+        raise PydanticCustomError("value_error", problem)
+
+
+def _text_rule(column: fmt.Column) -> Any:
+    """The CSV column's own rule for text (validate._text_column), on the value as the
+    import reads it (trimmed); a blank value means absent there, and here."""
+    assert column.max_length is not None
+    limit = column.max_length
+
+    def check(value: str | None) -> str | None:
+        text = (value or "").strip()
+        if text == "":
+            return value
+        if column.name == "mrn":
+            _refuse(values.mrn_problem(text))
+        elif column.kind == "identifier":
+            _refuse(values.identifier_problem(text, limit=limit))
+        else:
+            _refuse(values.text_problem(text, limit=limit, line_breaks=column.kind == "note"))
+        return value
+
+    return AfterValidator(check)
+
+
+def _rule_of(file: FileFormat, name: str) -> Any:
+    return _text_rule(file.column(name))
+
+
+def _limit_of(file: FileFormat, name: str) -> Any:
+    return Field(default=None, json_schema_extra={"maxLength": file.column(name).max_length})
+
+
+def _number_rule(*, positive: bool) -> Any:
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return None
+        _refuse(values.number_problem(value))
+        if positive and value <= 0:
+            _refuse(f"{format_number(value)} must be greater than 0")
+        return value
+
+    return AfterValidator(check)
+
+
+_NUMBER_SCHEMA = {"minimum": -values.NUMBER_LIMIT, "maximum": values.NUMBER_LIMIT}
+Number = Annotated[float, _number_rule(positive=False), Field(json_schema_extra=_NUMBER_SCHEMA)]
+Positive = Annotated[
+    float,
+    _number_rule(positive=True),
+    Field(json_schema_extra={"exclusiveMinimum": 0, "maximum": values.NUMBER_LIMIT}),
+]
+
+
+def _day_rule(value: dt.date) -> dt.date:
+    if value < values.EARLIEST_DATE:
+        _refuse(str(values.early_reason(value.isoformat())))
+    return value
+
+
+# A clinical date: from values.EARLIEST_DATE; the services refuse one after today.
+Day = Annotated[
+    dt.date,
+    AfterValidator(_day_rule),
+    Field(description=f"YYYY-MM-DD, from {values.EARLIEST_DATE.isoformat()} to today"),
+]
+Note = Annotated[
+    str | None, _rule_of(fmt.INJURIES, "notes"), _limit_of(fmt.INJURIES, "notes")
+]  # every notes column has values.NOTE_MAX
+
+
+class Body(BaseModel):
+    """A request body: a field it does not have is refused with a 422 naming it."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _protocol(request: Request) -> Any:
@@ -186,13 +270,13 @@ def api_acknowledge(
 # --- writing ---------------------------------------------------------------------------------
 
 
-class InjuryIn(BaseModel):
+class InjuryIn(Body):
     kind: vocab.InjuryKind
-    date: Annotated[dt.date, Field(le=MaxDate)]
-    notes: Text = None
+    date: Day
+    notes: Note = None
 
 
-class FindingIn(BaseModel):
+class FindingIn(Body):
     site: vocab.Site
     side: vocab.Side
     ho: vocab.HoPresence
@@ -202,65 +286,79 @@ class FindingIn(BaseModel):
     trabeculae: vocab.Trabeculae | None = None
     vascularity: vocab.Vascularity | None = None
     uptake: vocab.Uptake | None = None
-    brooker: Annotated[int | None, Field(ge=0, le=4)] = None
+    # the grade's bounds are the CSV column's, refused with its words by the services
+    brooker: Annotated[
+        int | None,
+        Field(json_schema_extra={"minimum": vocab.BROOKER_MIN, "maximum": vocab.BROOKER_MAX}),
+    ] = None
     della_valle: vocab.DellaValle | None = None
     size_mm: Positive | None = None
-    notes: Text = None
+    notes: Note = None
 
 
-class ImagingStudyIn(BaseModel):
-    date: Annotated[dt.date, Field(le=MaxDate)]
+class ImagingStudyIn(Body):
+    date: Day
     modality: vocab.Modality
-    accession: Short = None
-    notes: Text = None
-    findings: Annotated[list[FindingIn], Field(min_length=1, max_length=20)]
+    accession: Annotated[
+        str | None, _rule_of(fmt.IMAGING, "accession"), _limit_of(fmt.IMAGING, "accession")
+    ] = None
+    notes: Note = None
+    findings: Annotated[list[FindingIn], Field(min_length=1, max_length=MAX_ROWS)]
 
 
-class MeasurementIn(BaseModel):
+class MeasurementIn(Body):
     site: vocab.Site
     side: vocab.Side
     phase: vocab.Phase
     ratio: Positive | None = None
     lesion_counts: Positive | None = None
     reference_counts: Positive | None = None
-    reference_region: Short = None
+    reference_region: Annotated[
+        str | None,
+        _rule_of(fmt.BONE_SCANS, "reference_region"),
+        _limit_of(fmt.BONE_SCANS, "reference_region"),
+    ] = None
 
 
-class BoneScanIn(BaseModel):
-    date: Annotated[dt.date, Field(le=MaxDate)]
-    measurements: Annotated[list[MeasurementIn], Field(min_length=1, max_length=20)]
+class BoneScanIn(Body):
+    date: Day
+    measurements: Annotated[list[MeasurementIn], Field(min_length=1, max_length=MAX_ROWS)]
 
 
-class CourseIn(BaseModel):
+class CourseIn(Body):
     agent: vocab.Agent
     intent: vocab.Intent
-    start_date: Annotated[dt.date, Field(le=MaxDate)]
-    planned_weeks: Annotated[float | None, Field(gt=0, le=520)] = None
+    start_date: Day
+    planned_weeks: Annotated[
+        Positive | None, Field(json_schema_extra={"maximum": fmt.PLANNED_WEEKS_MAX})
+    ] = None
     dose: Positive | None = None
-    dose_unit: Short = None
+    dose_unit: Annotated[
+        str | None, _rule_of(fmt.TREATMENTS, "dose_unit"), _limit_of(fmt.TREATMENTS, "dose_unit")
+    ] = None
     site: vocab.Site | None = None
     side: vocab.Side | None = None
 
 
-class ProcedureIn(BaseModel):
+class ProcedureIn(Body):
     kind: vocab.ProcedureKind
-    date: Annotated[dt.date, Field(le=MaxDate)]
+    date: Day
     site: vocab.Site
     side: vocab.Side
-    notes: Text = None
+    notes: Note = None
 
 
-class LabIn(BaseModel):
-    date: Annotated[dt.date, Field(le=MaxDate)]
+class LabIn(Body):
+    date: Day
     analyte: vocab.Analyte
     value: Number
     # checked against its analyte's units with the form's and the import's words (422)
     unit: Annotated[
         str,
+        _text_rule(fmt.LABS.column("unit")),
         Field(
             min_length=1,
-            max_length=30,
-            pattern=r"^[^\x00]*$",
+            json_schema_extra={"maxLength": fmt.LABS.column("unit").max_length},
             description="One of the analyte's units (model-spec v2, section 1): "
             + "; ".join(f"{a} {', '.join(u)}" for a, u in vocab.LAB_UNITS.items()),
         ),
@@ -284,10 +382,11 @@ def _as_form(body: BaseModel, rows_name: str | None) -> dict[str, str]:
 
 
 def _text(value: Any) -> str:
+    """A value as the form would send it; a number in full (not rounded to 6 digits)."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:g}" if abs(value) < 1e15 else repr(value)
+        return format_number(value)
     return str(value)
 
 
@@ -357,8 +456,9 @@ def api_add_lab(
 RecordKind = Literal["injuries", "imaging", "bone-scans", "courses", "procedures", "labs"]
 
 
-class VoidIn(BaseModel):
-    reason: Annotated[str, Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")]
+class VoidIn(Body):
+    # free text like a note (kept in the audit row): line breaks, no other control character
+    reason: Annotated[str, _text_rule(fmt.INJURIES.column("notes")), Field(min_length=1)]
     version: Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
@@ -390,34 +490,40 @@ def api_void(
 
 # --- patients: add one, edit one's demographics and team ---------------------------------------
 
-Name = Annotated[str | None, Field(default=None, max_length=2000, pattern=r"^[^\x00]*$")]
+Name = Annotated[
+    str | None, _rule_of(fmt.PATIENTS, "family_name"), _limit_of(fmt.PATIENTS, "family_name")
+]
+Team = Annotated[str | None, _rule_of(fmt.PATIENTS, "team"), _limit_of(fmt.PATIENTS, "team")]
+BirthDate = Annotated[Day | None, Field(description="YYYY-MM-DD, from 1900-01-01 to today")]
 
 
-class PatientIn(BaseModel):
+class PatientIn(Body):
     """A new patient. Values are checked as a patients.csv row would be (the same MRN,
     name and date rules); the team must be one of the clinic's teams."""
 
-    mrn: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f/]+$")]
+    mrn: Annotated[
+        str,
+        _text_rule(fmt.MRN),
+        Field(min_length=1, json_schema_extra={"maxLength": values.MRN_MAX}),
+    ]
     family_name: Name = None
     given_name: Name = None
-    birth_date: Annotated[dt.date | None, Field(le=MaxDate)] = None
+    birth_date: BirthDate = None
     sex: vocab.Sex | None = None
-    team: Short = None
+    team: Team = None
 
 
-class PatientChange(BaseModel):
+class PatientChange(Body):
     """Only the fields sent are changed (null clears one); `version` is the one the
     caller read (`GET /patients/{mrn}`), 409 if the patient changed since. The MRN is
     never changed: the EHR, PACS and imports find the patient by it."""
 
-    model_config = {"extra": "forbid"}
-
     version: Annotated[int, Field(ge=1, le=2**31 - 1)]
     family_name: Name = None
     given_name: Name = None
-    birth_date: Annotated[dt.date | None, Field(le=MaxDate)] = None
+    birth_date: BirthDate = None
     sex: vocab.Sex | None = None
-    team: Short = None
+    team: Team = None
 
 
 @router.post("/patients", status_code=201, summary="Add a patient")

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from tracker import labels, vocab
 from tracker.errors import Conflict, ValidationFailed
+from tracker.services.audit import record_view
 from tracker.services.patients import EDITABLE, add_patient, display_name, update_patient
 from tracker.services.teams import list_teams
 from tracker.web.auth import CAN_EDIT, Viewer, require
@@ -186,6 +187,7 @@ def edit_patient_form(
 ) -> Response:
     require(viewer, CAN_EDIT, "edit patients")
     patient = _stored(engine, mrn)
+    record_view(engine=engine, actor=viewer.username, mrn=patient.mrn, what="patient edit form")
     return _show(
         request,
         engine,

@@ -114,6 +114,13 @@ def patients_page(
         after=after or None,
         size=PAGE_SIZE,
     )
+    from tracker.services.audit import record_views
+
+    # a row per patient shown (issue 15): `audit --mrn` finds every search they appeared in
+    record_views(
+        engine=engine, actor=viewer.username, mrns=[str(row.summary.mrn) for row in page.rows],
+        what="patient search", search=values,
+    )  # fmt: skip
     first = int(start) if after and start and start.isdigit() and len(start) < 10 else 0
     shown = filters.query()
     if page.next_after:
@@ -214,6 +221,7 @@ def patient_trend_svg(
 
     day = parse_as_of(request, as_of)
     report = patient_report(engine=engine, mrn=mrn, as_of=day, protocol=protocol_of(request))
+    identity.log_view(engine=engine, viewer=viewer, mrn=mrn, what="trend figure")
     return Response(figure_bytes(trend_figure(report.trend), "svg"), media_type="image/svg+xml")
 
 
