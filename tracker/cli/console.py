@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from tracker.errors import TrackerError, ValidationFailed
 from tracker.protocol import Protocol
 from tracker.store import database
+from tracker.values import as_of_problem
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = REPO_ROOT / "data" / "demo"
@@ -69,8 +70,15 @@ def parse_date(text: str, option: str) -> dt.date:
 
 
 def day_or_today(text: str | None, option: str) -> dt.date:
-    """The date given with `option`, or today when it was left out."""
-    return parse_date(text, option) if text else dt.date.today()
+    """The as-of date given with `option`, or today when it was left out; it has the
+    bounds of an as-of date (tracker.values.as_of_problem), as on the web."""
+    if not text:
+        return dt.date.today()
+    day = parse_date(text, option)
+    problem = as_of_problem(day, today=dt.date.today())
+    if problem is not None:
+        raise TrackerError(f"{option} {problem}.")
+    return day
 
 
 def date_text(value: dt.date | None) -> str:

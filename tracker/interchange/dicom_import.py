@@ -6,8 +6,9 @@ tracker's and its accession number; Body Part Examined and Laterality, where
 present, give a pending site for a clinician to complete with the finding.
 
 All or nothing, like every import: every file is read and checked first, any
-problem (not DICOM, no date, unknown patient, a modality the tracker does not
-follow) is reported by file and element and nothing is written. A study is known
+problem (not DICOM, no date, a date before 1900, in the future or before the
+patient's birth, unknown patient, a modality the tracker does not follow) is
+reported by file and element and nothing is written. A study is known
 by its natural key (patient, date, modality, accession), so importing the same
 files again adds nothing.
 """
@@ -15,6 +16,7 @@ files again adds nothing.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ import sqlalchemy as sa
 from pydicom.errors import InvalidDicomError
 from sqlalchemy.engine import Engine
 
+from tracker import values
 from tracker.errors import Problem, TrackerError, ValidationFailed
 from tracker.interchange import fhir_codes as codes
 from tracker.store.models import DicomPendingSite, ImagingStudy, Patient, table_of
@@ -44,6 +47,13 @@ LATERALITY_SIDE = {"L": "left", "R": "right"}
 PATIENT_ID = "(0010,0020) PatientID"
 STUDY_DATE = "(0008,0020) StudyDate"
 MODALITY = "(0008,0060) Modality"
+ACCESSION = "(0008,0050) AccessionNumber"
+BODY_PART = "(0018,0015) BodyPartExamined"
+LATERALITY = "(0020,0060) Laterality"
+IMAGE_LATERALITY = "(0020,0062) ImageLaterality"
+# the longest each may be: the columns they are stored in
+ACCESSION_MAX, BODY_PART_MAX, LATERALITY_MAX = 64, 64, 16
+_YYYYMMDD = re.compile(r"[0-9]{8}")
 
 
 @dataclass(frozen=True)
@@ -82,40 +92,77 @@ def dicom_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def read_header(path: Path, today: dt.date) -> tuple[DicomStudy | None, list[Problem]]:
+    """The study one file's header gives, or the problems that refuse it (by file and
+    element). Any file at all is answered so: a file pydicom cannot read, or whose
+    elements cannot be decoded, is refused with the reason, never a traceback."""
     source = str(path)
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as error:
         return None, [Problem(source, None, "file", f"is not a DICOM file ({error})")]
+    except Exception as error:  # any malformed file is the user's, not a server fault
+        return None, [Problem(source, None, "file", f"cannot be read as DICOM ({_said(error)})")]
+    try:
+        return _study_of(header, source, today)
+    except Exception as error:  # an element pydicom cannot decode (values are read lazily)
+        return None, [Problem(source, None, "file", f"has a header that cannot be read "
+                              f"({_said(error)})")]  # fmt: skip
+
+
+def _said(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def _study_of(
+    header: pydicom.Dataset, source: str, today: dt.date
+) -> tuple[DicomStudy | None, list[Problem]]:
     problems = []
 
     def text(keyword: str) -> str:
         value = header.get(keyword)
         return str(value).strip() if value is not None else ""
 
+    def checked(keyword: str, element: str, limit: int) -> str:
+        said = text(keyword)
+        problem = values.text_problem(said, limit=limit)
+        if problem is not None:
+            problems.append(Problem(source, None, element, problem))
+        return said
+
     mrn = text("PatientID")
     if not mrn:
         problems.append(Problem(source, None, PATIENT_ID, "is missing; it must be the mrn"))
+    elif (mrn_problem := values.mrn_problem(mrn)) is not None:
+        problems.append(Problem(source, None, PATIENT_ID, mrn_problem))
     raw_date = text("StudyDate")
     date = None
     if not raw_date:
         problems.append(Problem(source, None, STUDY_DATE, "is missing; the study needs a date"))
     else:
         try:
+            if not _YYYYMMDD.fullmatch(raw_date):
+                raise ValueError(raw_date)
             date = dt.datetime.strptime(raw_date, "%Y%m%d").date()
         except ValueError:
-            problems.append(Problem(source, None, STUDY_DATE, f"'{raw_date}' is not YYYYMMDD"))
+            problems.append(Problem(source, None, STUDY_DATE, f"'{raw_date[:40]}' is not YYYYMMDD"))
         else:
-            if date > today:
-                problems.append(Problem(source, None, STUDY_DATE, f"{date} is in the future"))
+            if (date_problem := values.date_problem(date, today=today)) is not None:
+                problems.append(Problem(source, None, STUDY_DATE, date_problem))
+                date = None
     raw_modality = text("Modality").upper()
     modality = codes.DICOM_MODALITY.get(raw_modality)
     if modality is None:
         allowed = ", ".join(sorted(codes.DICOM_MODALITY))
         problems.append(
-            Problem(source, None, MODALITY, f"'{raw_modality}' is not followed; one of {allowed}")
+            Problem(
+                source, None, MODALITY, f"'{raw_modality[:40]}' is not followed; one of {allowed}"
+            )
         )
-    laterality = text("Laterality") or text("ImageLaterality")
+    accession = checked("AccessionNumber", ACCESSION, ACCESSION_MAX)
+    body_part = checked("BodyPartExamined", BODY_PART, BODY_PART_MAX)
+    laterality = checked("Laterality", LATERALITY, LATERALITY_MAX) or checked(
+        "ImageLaterality", IMAGE_LATERALITY, LATERALITY_MAX
+    )
     if problems or date is None or modality is None:
         return None, problems
     return (
@@ -124,8 +171,8 @@ def read_header(path: Path, today: dt.date) -> tuple[DicomStudy | None, list[Pro
             mrn=mrn,
             date=date,
             modality=modality,
-            accession=text("AccessionNumber") or None,
-            body_part=text("BodyPartExamined").upper(),
+            accession=accession or None,
+            body_part=body_part.upper(),
             laterality=laterality.upper(),
         ),
         [],
@@ -155,16 +202,32 @@ def import_dicom(
     patient = table_of(Patient)
     with engine.begin() as conn:
         mrns = sorted({s.mrn for s in summary.studies})
-        query = sa.select(patient.c.mrn, patient.c.id).where(patient.c.mrn.in_(mrns))
+        query = sa.select(patient.c.mrn, patient.c.id, patient.c.birth_date).where(
+            patient.c.mrn.in_(mrns)
+        )
         if "voided_at" in patient.c:  # a voided patient takes no new studies
             query = query.where(patient.c.voided_at.is_(None))
-        ids = {mrn: pid for mrn, pid in conn.execute(query).all()}
+        stored = conn.execute(query).all()
+        ids = {mrn: pid for mrn, pid, _ in stored}
+        born = {mrn: birth for mrn, _, birth in stored if birth is not None}
         problems += [
             Problem(
                 s.source, None, PATIENT_ID, f"'{s.mrn}' is not a known patient; import it first"
             )
             for s in summary.studies
             if s.mrn not in ids
+        ]
+        # a record is never dated before the patient's birth (the words of the CSV import)
+        problems += [
+            Problem(
+                s.source,
+                None,
+                STUDY_DATE,
+                f"{s.date.isoformat()} is before the patient's birth date "
+                f"{born[s.mrn].isoformat()}",
+            )
+            for s in summary.studies
+            if s.mrn in born and s.date < born[s.mrn]
         ]
         if problems:
             raise ValidationFailed(problems)

@@ -22,6 +22,7 @@ from tracker import values, vocab
 from tracker.interchange import csv_format as fmt
 from tracker.interchange.csv_format import FileFormat, format_number
 from tracker.protocol import Protocol
+from tracker.services.audit import record_views
 from tracker.services.patients import list_patients
 from tracker.services.worklist import (
     MAX_PAGE,
@@ -34,6 +35,7 @@ from tracker.services.worklist import (
 from tracker.web import saving
 from tracker.web.actions import acknowledge_reminder
 from tracker.web.auth import CAN_EDIT, Viewer, api_error_responses, require
+from tracker.web.clinic import ApiAsOf
 from tracker.web.deps import ApiViewer, EngineDep, api_viewer
 from tracker.web.formspec import FORMS, MAX_ROWS
 from tracker.web.identity import log_view
@@ -42,7 +44,6 @@ from tracker.web.views import patient_view
 router = APIRouter(dependencies=[Depends(api_viewer)], responses=api_error_responses())
 
 Mrn = Annotated[str, Path(min_length=1, max_length=values.MRN_MAX, pattern=r"^[^\x00-\x1f\x7f/]+$")]
-MaxDate = dt.date(9999, 12, 31)
 
 
 # --- body types: the rules of tracker.values, with the limits of the CSV columns ------------
@@ -139,6 +140,7 @@ ProtocolDep = Annotated[Protocol, Depends(_protocol)]
 
 @router.get("/patients", summary="Find patients")
 def api_patients(
+    viewer: ApiViewer,
     engine: EngineDep,
     q: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
     team: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
@@ -154,6 +156,12 @@ def api_patients(
         search=q or None,
         limit=limit,
     )
+    # a row per patient returned (issue 15), as the search page logs its rows
+    search = {"q": q, "team": team, "injury": injury.value if injury else None, "ho": ho}
+    record_views(
+        engine=engine, actor=viewer.username, mrns=[str(r.mrn) for r in rows],
+        what="api patient search", search=search,
+    )  # fmt: skip
     return [
         {
             "mrn": r.mrn,
@@ -175,11 +183,9 @@ def api_patient(
     request: Request,
     viewer: ApiViewer,
     engine: EngineDep,
-    as_of: Annotated[dt.date | None, Query(le=MaxDate)] = None,
+    as_of: ApiAsOf,
 ) -> dict[str, Any]:
-    view = patient_view(
-        engine=engine, mrn=mrn, as_of=as_of or dt.date.today(), protocol=_protocol(request)
-    )
+    view = patient_view(engine=engine, mrn=mrn, as_of=as_of, protocol=_protocol(request))
     log_view(engine=engine, viewer=viewer, mrn=mrn, what="api patient")
     p = view.story.patient
     return {
@@ -205,11 +211,9 @@ def api_assessment(
     request: Request,
     viewer: ApiViewer,
     engine: EngineDep,
-    as_of: Annotated[dt.date | None, Query(le=MaxDate)] = None,
+    as_of: ApiAsOf,
 ) -> dict[str, Any]:
-    view = patient_view(
-        engine=engine, mrn=mrn, as_of=as_of or dt.date.today(), protocol=_protocol(request)
-    )
+    view = patient_view(engine=engine, mrn=mrn, as_of=as_of, protocol=_protocol(request))
     log_view(engine=engine, viewer=viewer, mrn=mrn, what="api assessment")
     return view.assessment
 
@@ -256,6 +260,10 @@ def api_reminders(
     if page.next is not None:
         query = {**filters.query(), "limit": str(limit), "cursor": str(page.next)}
         response.headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
+    record_views(
+        engine=engine, actor=viewer.username, mrns=[str(r["mrn"]) for r in page.rows],
+        what="api worklist", search=filters.query(),
+    )  # fmt: skip
     return [_reminder(r) for r in page.rows]
 
 

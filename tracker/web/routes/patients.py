@@ -23,6 +23,7 @@ from tracker.web.clinic import (
     FLAGS,
     READINESS,
     STAGES,
+    AsOfRefused,
     parse_as_of,
     protocol_name_of,
     protocol_of,
@@ -174,11 +175,9 @@ def patient_page(
     as_of_error = None
     try:
         day = parse_as_of(request, (as_of or "").strip())
-    except TrackerError:
+    except AsOfRefused as refused:
         day = clinic_today
-        as_of_error = (
-            f"'{as_of}' is not a date in the form YYYY-MM-DD; showing today ({day.isoformat()})."
-        )
+        as_of_error = f"The as-of date {refused.reason}; showing today ({day.isoformat()})."
     protocol = protocol_of(request)
     view = patient_view(engine=engine, mrn=mrn, as_of=day, protocol=protocol)
     identity.log_view(engine=engine, viewer=viewer, mrn=mrn, what="patient page")
