@@ -41,15 +41,15 @@ def test_password_is_stored_as_argon2_and_checked(engine: Engine) -> None:
 
 
 def test_weak_passwords_unknown_roles_and_duplicate_names_are_refused(engine: Engine) -> None:
-    with pytest.raises(ValidationFailed, match="password: must be at least 8 characters"):
+    with pytest.raises(ValidationFailed, match="password: must be at least 12 characters"):
         add_user(engine=engine, username="bob", role="surgeon", password="short")
     with pytest.raises(ValidationFailed, match="password"):
         add_user(engine=engine, username="bob", role="surgeon", password="")
     with pytest.raises(ValidationFailed, match="'nurse' is not one of clinician, surgeon, admin"):
-        add_user(engine=engine, username="bob", role="nurse", password="long enough")
-    add_user(engine=engine, username="bob", role="surgeon", password="long enough")
+        add_user(engine=engine, username="bob", role="nurse", password="long enough now")
+    add_user(engine=engine, username="bob", role="surgeon", password="long enough now")
     with pytest.raises(Conflict, match="A user named 'bob' already exists"):
-        add_user(engine=engine, username="bob", role="admin", password="long enough")
+        add_user(engine=engine, username="bob", role="admin", password="long enough now")
     assert [(u.username, u.role) for u in list_users(engine=engine)] == [("bob", "surgeon")]
     assert set_role(engine=engine, username="bob", role="admin").role == "admin"
     with pytest.raises(NotFound):
@@ -57,7 +57,7 @@ def test_weak_passwords_unknown_roles_and_duplicate_names_are_refused(engine: En
 
 
 def test_api_token_is_shown_once_stored_hashed_and_finds_its_user(engine: Engine) -> None:
-    add_user(engine=engine, username="feed", role="clinician", password="long enough")
+    add_user(engine=engine, username="feed", role="clinician", password="long enough now")
     token = issue_api_token(engine=engine, username="feed", name="lab interface")
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT token_hash, last_used FROM api_token")).one()
@@ -102,7 +102,7 @@ def test_users_add_reads_the_password_from_standard_input(
     assert authenticate(engine=engine, username="alice", password="a long passphrase")
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert run(["users", "add", "bob", "--role", "surgeon"]) == 2
-    assert "password: must be at least 8 characters" in capsys.readouterr().err
+    assert "password: must be at least 12 characters" in capsys.readouterr().err
 
     assert run(["users", "token", "alice", "--name", "script"]) == 0
     token = capsys.readouterr().out.strip()
@@ -140,14 +140,14 @@ def test_deactivate_revokes_tokens_reactivate_restores_sign_in_and_both_are_audi
     from tracker.errors import TrackerError
     from tracker.services.users import reactivate
 
-    add_user(engine=engine, username="root", role="admin", password="long enough")
-    add_user(engine=engine, username="dana", role="clinician", password="long enough")
+    add_user(engine=engine, username="root", role="admin", password="long enough now")
+    add_user(engine=engine, username="dana", role="clinician", password="long enough now")
     token = issue_api_token(engine=engine, username="dana", name="feed", actor="root")
     with pytest.raises(TrackerError, match="cannot disable your own account"):
         deactivate(engine=engine, username="root", actor="root")
     assert not deactivate(engine=engine, username="dana", actor="root").active
     assert reactivate(engine=engine, username="dana", actor="root").active
-    assert authenticate(engine=engine, username="dana", password="long enough") is not None
+    assert authenticate(engine=engine, username="dana", password="long enough now") is not None
     assert user_for_token(engine=engine, token=token) is None  # revoked stays revoked
     trail = [(r.action, r.entity, r.before, r.after) for r in audit_trail(engine=engine)]
     assert trail[:3] == [

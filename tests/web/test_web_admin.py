@@ -57,7 +57,7 @@ def test_a_weak_password_is_refused_in_place_keeping_the_username(
     html = response.text
     assert 'id="u-username" name="username" value="nurse"' in html
     err = re.search(r'<span class="field-error" id="u-password-err">([^<]*)</span>', html)
-    assert err and "at least 8 characters" in err.group(1)
+    assert err and "at least 12 characters" in err.group(1)
     assert "short" not in html  # a password is never sent back
     assert "nurse" not in [u.username for u in list_users(engine=demo_engine)]
 

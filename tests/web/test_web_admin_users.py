@@ -137,10 +137,10 @@ def test_an_admin_can_choose_the_password_the_user_must_then_replace(
     sign_in(client, "admin")
     weak = _reset(client, demo_engine, "surgeon", how="chosen", password="short", confirm="short")
     assert weak.status_code == 422
-    assert "at least 8 characters" in _error_beside(weak.text, "pw-password")
+    assert "at least 12 characters" in _error_beside(weak.text, "pw-password")
     assert 'value="short"' not in weak.text  # a password is never sent back
     differ = _reset(
-        client, demo_engine, "surgeon", how="chosen", password="long enough 1", confirm="other"
+        client, demo_engine, "surgeon", how="chosen", password="long enough 12", confirm="other"
     )
     assert differ.status_code == 422 and "differ" in _error_beside(differ.text, "pw-confirm")
     assert not _user(demo_engine, "surgeon").must_change_password
@@ -302,7 +302,7 @@ def test_a_user_changes_their_own_password(client: TestClient, demo_engine: Engi
         new_password="tiny",
         confirm="tiny",
     )
-    assert short.status_code == 422 and "at least 8" in _error_beside(short.text, "new_password")
+    assert short.status_code == 422 and "at least 12" in _error_beside(short.text, "new_password")
     done = _press(
         client,
         "/account/password",
