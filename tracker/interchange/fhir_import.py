@@ -11,12 +11,19 @@ are skipped), ImagingStudy, Observation (site findings, bone scans, labs; the
 derived `stage` component is skipped), MedicationStatement and Procedure (courses
 and procedures). Anything else is refused, as is a reference that points at no
 entry of the Bundle and a code that names no word of the tracker's vocabulary.
+
+Hostile input (issue 15) is refused in words, never with a traceback: a file that is
+not JSON (with its line and column), JSON nested deeper than `MAX_DEPTH` (counted
+without recursion before `json.loads` or fhir.resources could recurse), a top level
+that is not a Bundle, an entry whose resourceType is missing, unknown to FHIR R4 or
+not one the tracker reads (each named by its entry), and whatever fhir.resources
+refuses (named by its element).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
+import itertools
 import json
 import re
 import tempfile
@@ -24,13 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pydantic
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy.engine import Engine
 
 from tracker.errors import Problem, ValidationFailed
 from tracker.interchange import csv_format as fmt
 from tracker.interchange import fhir_codes as codes
+from tracker.interchange.csv_export import text_columns, write_csv
 from tracker.interchange.csv_format import format_number
 from tracker.interchange.csv_import import ImportAudit, ImportSummary, import_folder
 from tracker.progress import Progress
@@ -44,6 +54,10 @@ SUPPORTED = (
     "Procedure",
 )
 Resource = dict[str, Any]
+
+# Deepest nesting of JSON arrays and objects read. A tracker Bundle needs about a dozen
+# levels; far deeper input is hostile (json.loads and pydantic recurse into it).
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -76,9 +90,14 @@ def import_bundle_file(
     """Validate and store a Bundle file; ValidationFailed names file and element."""
     source = path.name
     try:
-        document = json.loads(path.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValidationFailed([Problem(source, None, "Bundle", f"is not JSON: {error}")]) from None
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        reason = f"cannot be read: {error}"
+        raise ValidationFailed([Problem(source, None, "Bundle", reason)]) from None
+    except UnicodeDecodeError as error:
+        reason = f"is not JSON: it is not UTF-8 text (byte {error.start + 1})"
+        raise ValidationFailed([Problem(source, None, "Bundle", reason)]) from None
+    document = parse_json(text, source)
     return import_bundle(
         engine, document, source=source, today=today, progress=progress, audit=audit
     )
@@ -108,34 +127,162 @@ def import_bundle(
             ) from None
 
 
+def parse_json(text: str, source: str) -> Any:
+    """`text` as JSON, or ValidationFailed in words: where it stops being JSON (line
+    and column), or that it nests deeper than MAX_DEPTH (checked first, without
+    recursion: json.loads recurses, and raises RecursionError near 1000 levels)."""
+
+    def refuse(reason: str) -> ValidationFailed:
+        return ValidationFailed([Problem(source, None, "Bundle", reason)])
+
+    depth = _text_depth(text)
+    if depth > MAX_DEPTH:
+        raise refuse(_too_deep(depth))  # the text's count, brackets outside strings
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise refuse(
+            f"is not JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+        ) from None
+    except (ValueError, RecursionError) as error:  # NaN, a 5000-digit number, ...
+        said = str(error).split(";")[0] or type(error).__name__
+        raise refuse(f"is not JSON the tracker can read: {said}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# A JSON string (escapes included), so the brackets inside text are not counted.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _text_depth(text: str) -> int:
+    """How deeply the arrays and objects of JSON `text` nest, counted without parsing
+    (an unclosed string only makes the count too high, and such text is no JSON)."""
+    steps = (1 if b in "[{" else -1 for b in _BRACKET.findall(_JSON_STRING.sub("", text)))
+    return max(itertools.accumulate(steps, initial=0))
+
+
+def _document_depth(document: Any) -> int:
+    """How deeply parsed JSON nests, walked without recursion; stops past MAX_DEPTH."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_deep(depth: int) -> str:
+    found = f"{depth} levels" if depth > MAX_DEPTH + 1 else f"more than {MAX_DEPTH} levels"
+    return f"nests arrays and objects {found} deep; a tracker Bundle needs at most {MAX_DEPTH}"
+
+
 def read_bundle(document: Any, source: str) -> _Reading:
     """The Bundle's interchange rows, or the problems that stop it being read."""
     reading = _Reading(source)
     if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
-        reading.problem("Bundle.resourceType", "the file must hold one FHIR Bundle")
+        found = _json_kind(document)
+        if isinstance(document, dict):
+            kind = document.get("resourceType")
+            found = f"a {_shown(kind)}" if kind else "an object without a resourceType"
+        reading.problem("Bundle.resourceType", f"the file must hold one FHIR Bundle, not {found}")
         return reading
+    depth = _document_depth(document)
+    if depth > MAX_DEPTH:
+        reading.problem("Bundle", _too_deep(depth))
+        return reading
+    _check_entries(reading, document)
+    if reading.problems:
+        return reading  # fhir.resources fails on these with a KeyError, not words
     try:
         Bundle.model_validate(document)
     except pydantic.ValidationError as error:
         for item in error.errors()[:50]:
-            where = ".".join(str(part) for part in item["loc"])
-            reading.problem(f"Bundle.{where}", f"is not valid FHIR R4: {item['msg']}")
+            reading.problem(_element(item["loc"]), f"is not valid FHIR R4: {item['msg']}")
+        return reading
+    except (KeyError, ValueError, TypeError, RecursionError) as error:
+        # e.g. a contained resource of a type FHIR R4 has not (KeyError 'R4.FooType')
+        reading.problem("Bundle", f"is not valid FHIR R4 ({type(error).__name__}: {_shown(error)})")
         return reading
     entries = document.get("entry") or []
     targets = _targets(entries)
     patients = {url for url, (kind, _, _) in targets.items() if kind == "Patient"}
     for index, entry in enumerate(entries):
-        resource = entry.get("resource") or {}
         at = f"Bundle.entry[{index}].resource"
-        kind = resource.get("resourceType")
-        if kind not in SUPPORTED:
-            reading.problem(
-                f"{at}.resourceType",
-                f"'{kind}' is not supported; a tracker Bundle holds {', '.join(SUPPORTED)}",
-            )
-            continue
-        _Resource(reading, resource, at, targets, patients).read()
+        resource = _Resource(reading, entry["resource"], at, targets, patients)
+        try:
+            resource.read()
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            # valid FHIR the readers did not foresee the shape of: refused, not a traceback
+            said = f"{type(error).__name__}: {_shown(error)}"
+            reading.problem(at, f"cannot be read by the tracker ({said})")
     return reading
+
+
+def _check_entries(reading: _Reading, document: Resource) -> None:
+    """Each entry holds one resource of a type the tracker reads: a missing, unknown or
+    unsupported resourceType is refused, naming the entry."""
+    entries = document.get("entry")
+    if entries is None:
+        return
+    if not isinstance(entries, list):
+        reading.problem("Bundle.entry", f"must be a list of entries, not {_json_kind(entries)}")
+        return
+    supported = ", ".join(SUPPORTED)
+    for index, entry in enumerate(entries):
+        at = f"Bundle.entry[{index}]"
+        if not isinstance(entry, dict):
+            reading.problem(at, f"must be an object with a resource, not {_json_kind(entry)}")
+            continue
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            found = "missing" if resource is None else f"{_json_kind(resource)}, not an object"
+            reading.problem(f"{at}.resource", f"is {found}; each entry holds one resource")
+            continue
+        kind = resource.get("resourceType")
+        path = f"{at}.resource.resourceType"
+        if kind is None or kind == "":
+            reading.problem(path, f"is required: the type of the resource ({supported})")
+        elif not isinstance(kind, str):
+            reading.problem(path, f"must be the name of a resource type, not {_json_kind(kind)}")
+        elif kind not in SUPPORTED:
+            known = _is_fhir_type(kind)
+            what = "is not supported" if known else "is not a FHIR R4 resource type"
+            reading.problem(path, f"'{_shown(kind)}' {what}; a tracker Bundle holds {supported}")
+
+
+def _is_fhir_type(name: str) -> bool:
+    try:
+        get_fhir_model_class(name)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """A value quoted in a refusal, cut short: the words must stay readable."""
+    text = str(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in words (for a refusal)."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    kinds = {dict: "an object", list: "an array", str: "a string", int: "a number"}
+    return kinds.get(type(value), "a number" if isinstance(value, float) else "a value")
+
+
+def _element(loc: tuple[int | str, ...]) -> str:
+    """pydantic's error location under the Bundle: Bundle.entry.0.resource.gender."""
+    return ".".join(["Bundle", *(str(part) for part in loc)])
 
 
 Targets = dict[str, tuple[str, Resource, int]]
@@ -522,18 +669,22 @@ def _mrn_of(patient: Resource) -> str:
 
 
 def _write_tables(reading: _Reading, folder: Path) -> dict[tuple[str, int], _Row]:
-    """Write the rows as interchange CSVs; remember which element each line came from."""
+    """Write the rows as interchange CSVs; remember which element each line came from.
+
+    Written as the CSV export writes (csv_export.write_csv: a lone CR quoted, formula
+    text neutralised), which is what the CSV import reads back, so every value reaches
+    the import's checks as it stood in the Bundle: `'=x` stays `'=x`, a lone CR keeps its row."""
     origin: dict[tuple[str, int], _Row] = {}
     for file in fmt.FORMATS:
         rows = reading.rows[file.name]
         if not rows and file is not fmt.PATIENTS:
             continue
-        with (folder / file.name).open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(file.column_names)
-            for line, row in enumerate(rows, start=2):
-                writer.writerow([row.values.get(c, "") for c in file.column_names])
-                origin[(file.name, line)] = row
+        columns = file.column_names
+        cells = [[row.values.get(c, "") for c in columns] for row in rows]
+        frame = pd.DataFrame(cells, columns=columns, dtype=object)
+        write_csv(frame, folder / file.name, text=text_columns(file))
+        for line, row in enumerate(rows, start=2):
+            origin[(file.name, line)] = row
     return origin
 
 
