@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # refused with 413 above; behind_https adds HSTS and marks every cookie Secure
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     behind_https: bool = False
+    # a signed-in session unused this long is refused (HO_TRACKER_SESSION_IDLE_MINUTES);
+    # however busy, a session lasts at most 12 hours (issue 15)
+    session_idle_minutes: float = Field(default=60.0, gt=0)
 
     @field_validator("smtp_from")
     @classmethod

@@ -20,10 +20,10 @@ from tests.conftest import SERVER_URL, private_postgres_url, reset_postgres
 from tests.web.web_support import DEMO, PASSWORD, add_role_users, csrf_in
 from tracker.interchange.csv_import import import_folder
 from tracker.store import database
-from tracker.web.auth import MAX_FAILURES
+from tracker.web.auth import NAME_FREE_FAILURES
 
 REPO = Path(__file__).resolve().parents[2]
-STARTUP_SECONDS = 15.0
+STARTUP_SECONDS = 60.0  # a loaded 2-core machine has taken 26 s
 SECRET = "s" * 48  # the same key in both processes, from the environment as in production
 
 
@@ -119,7 +119,7 @@ def test_two_app_processes_share_one_postgres_database(tmp_path: Path) -> None:
 
             # failed sign-ins on A and B count together (the form of one posts to the other)
             client.cookies.clear()
-            for n in range(MAX_FAILURES):
+            for n in range(NAME_FREE_FAILURES + 1):  # each process alone saw too few
                 first, second = (a, b) if n % 2 == 0 else (b, a)
                 assert sign_in(client, first, second, "surgeon", "wrong") == 401
             assert sign_in(client, a, a, "surgeon", PASSWORD) == 429

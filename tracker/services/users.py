@@ -6,12 +6,12 @@ Public surface:
     issue_api_token(*, engine, username, name, actor=None) -> str  # the plaintext, shown once
     user_for_token(*, engine, token) -> User | None
     list_users(*, engine) -> list[User]
-    set_role(*, engine, username, role, actor=None) -> User
+    set_role(*, engine, username, role, actor=None, keep_session=None) -> User
     set_team(*, engine, username, team, actor=None) -> User
     deactivate(*, engine, username, actor=None) -> User    # an admin never themselves
     reactivate(*, engine, username, actor=None) -> User
     reset_password(*, engine, username, password=None, actor=None) -> str
-    change_password(*, engine, username, current, new) -> User
+    change_password(*, engine, username, current, new, keep_session=None) -> User
     mark_signed_in(conn, *, user_id, at=None) -> None
 
 Changes to a user (role, team, whether they may sign in, a password reset or change)
@@ -19,14 +19,21 @@ are audited as `correct` of the `user_account` row, never with a password or its
 hash; a new API token as `create` of an `api_token` row (its name, never the token).
 Neither a role change nor disabling may leave the clinic without an active admin
 (issue 14): nobody could then manage users or read the audit trail.
+
+Disabling a user, a password reset or change and a role change end the user's web
+sessions in the same transaction (issue 15, `services.sessions.end_sessions`; a
+user changing their own password, or their own role, keeps the session they did
+it in). Re-enabling a user revives none of them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
+from importlib import resources
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -36,9 +43,13 @@ from sqlalchemy.engine import Connection, Engine
 from tracker import vocab
 from tracker.errors import Conflict, NotFound, Problem, TrackerError, ValidationFailed
 from tracker.services.audit import write_event
+from tracker.services.sessions import end_sessions
 from tracker.store.models import ApiToken, Team, UserAccount, table_of
+from tracker.values import USERNAME_MAX, identifier_problem
 
-MIN_PASSWORD = 8
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1000
+COMMON_PASSWORDS_FILE = "common-passwords.txt"
 user_account = table_of(UserAccount)
 api_token = table_of(ApiToken)
 team_table = table_of(Team)
@@ -83,12 +94,37 @@ def _problem(field: str, reason: str) -> ValidationFailed:
     return ValidationFailed([Problem("user", None, field, reason)])
 
 
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of the most common passwords, in lower case (tracker/data/)."""
+    text = (resources.files("tracker") / "data" / COMMON_PASSWORDS_FILE).read_text("utf-8")
+    lines = (line.strip() for line in text.splitlines())
+    return frozenset(line.lower() for line in lines if line and not line.startswith("#"))
+
+
 def _check_password(password: str, field: str = "password") -> str:
-    if not password or len(password) < MIN_PASSWORD or not password.strip():
+    """At most MAX_PASSWORD characters, not on the shipped list of common passwords
+    whatever its case, at least MIN_PASSWORD characters, not only spaces (issue 15)."""
+    if len(password) > MAX_PASSWORD:
+        raise _problem(field, f"is longer than {MAX_PASSWORD} characters")
+    common = common_passwords()
+    if password.lower() in common or password.strip().lower() in common:
+        reason = f"is one of the {len(common):,} most common passwords; choose another"
+        raise _problem(field, reason)
+    if len(password) < MIN_PASSWORD:
         raise _problem(field, f"must be at least {MIN_PASSWORD} characters")
-    if len(password) > 1000:
-        raise _problem(field, "is longer than 1000 characters")
+    if not password.strip():
+        raise _problem(field, "is only spaces; choose one with letters, digits or signs")
     return password
+
+
+def _check_username(username: str) -> str:
+    """A user name is an identifier, checked as MRNs and teams are (`tracker.values`)."""
+    problem = "is required" if not username.strip() else None
+    problem = problem or identifier_problem(username, limit=USERNAME_MAX)
+    if problem is not None:
+        raise _problem("username", problem)
+    return username
 
 
 def _check_role(role: str) -> str:
@@ -101,12 +137,9 @@ def _check_role(role: str) -> str:
 def add_user(
     *, engine: Engine, username: str, role: str, password: str, actor: str | None = None
 ) -> User:
-    """Create a user; refuses blank names, unknown roles, passwords under 8 characters."""
-    username = (username or "").strip()
-    if not username:
-        raise _problem("username", "is required")
-    if len(username) > 200:
-        raise _problem("username", "is longer than 200 characters")
+    """Create a user; refuses names that are not identifiers (blank, control characters,
+    surrounding spaces, too long), unknown roles and weak passwords (`_check_password`)."""
+    username = _check_username(username or "")
     _check_role(role)
     hashed = _hasher.hash(_check_password(password))
     try:
@@ -245,11 +278,15 @@ def _change(
     revoke_tokens: bool = False,
     unaudited: dict[str, object] | None = None,
     noted: dict[str, object] | None = None,
+    ends_sessions: str | None = None,
+    keep_session: str | None = None,
     **values: object,
 ) -> User:
     """Update one user and audit the change (`correct`, with before and after).
     `unaudited` values are written but never put in the trail (a password hash);
-    `noted` is added to the trail's `after` to say what happened to them."""
+    `noted` is added to the trail's `after` to say what happened to them.
+    `ends_sessions` (the reason) ends the user's web sessions if anything changed,
+    but the one whose hash is `keep_session`."""
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
         admins = _active_admins(conn) if {"role", "active"} & values.keys() else []
@@ -268,6 +305,9 @@ def _change(
                 .where(api_token.c.user_id == before.id, api_token.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+        changed = unaudited or any(getattr(before, key) != value for key, value in values.items())
+        if ends_sessions is not None and changed:
+            end_sessions(conn, before.id, ends_sessions, keep=keep_session)
         found = _find(conn, username)
         assert found is not None
         write_event(
@@ -300,9 +340,24 @@ def _keep_an_admin(before: User, admins: list[int], values: dict[str, object]) -
     )
 
 
-def set_role(*, engine: Engine, username: str, role: str, actor: str | None = None) -> User:
-    """Change what a user may do; never the last active admin's (see `_keep_an_admin`)."""
-    return _change(engine, username, actor, role=_check_role(role))
+def set_role(
+    *,
+    engine: Engine,
+    username: str,
+    role: str,
+    actor: str | None = None,
+    keep_session: str | None = None,
+) -> User:
+    """Change what a user may do; never the last active admin's (see `_keep_an_admin`).
+    Ends the user's web sessions but `keep_session` (an admin changing their own)."""
+    return _change(
+        engine,
+        username,
+        actor,
+        ends_sessions="role changed",
+        keep_session=keep_session,
+        role=_check_role(role),
+    )
 
 
 def set_team(*, engine: Engine, username: str, team: str | None, actor: str | None = None) -> User:
@@ -326,7 +381,9 @@ def deactivate(*, engine: Engine, username: str, actor: str | None = None) -> Us
         raise TrackerError(
             f"You cannot disable your own account ({username}); ask another admin to."
         )
-    return _change(engine, username, actor, revoke_tokens=True, active=False)
+    return _change(
+        engine, username, actor, revoke_tokens=True, ends_sessions="disabled", active=False
+    )
 
 
 def reactivate(*, engine: Engine, username: str, actor: str | None = None) -> User:
@@ -357,14 +414,18 @@ def reset_password(
         actor,
         unaudited={"password_hash": _hasher.hash(chosen)},
         noted={"password": "reset by an admin"},
+        ends_sessions="password reset",
         must_change_password=True,
     )
     return chosen
 
 
-def change_password(*, engine: Engine, username: str, current: str, new: str) -> User:
+def change_password(
+    *, engine: Engine, username: str, current: str, new: str, keep_session: str | None = None
+) -> User:
     """A signed-in user replaces their own password; the current one must match, and
-    the new one must differ from it. Clears a pending forced change."""
+    the new one must differ from it. Clears a pending forced change. Ends the user's
+    other web sessions (all but `keep_session`, the one they changed it in)."""
     if not current:
         raise _problem("current_password", "is required: type the password you signed in with")
     _check_password(new, "new_password")
@@ -378,6 +439,8 @@ def change_password(*, engine: Engine, username: str, current: str, new: str) ->
         username,
         unaudited={"password_hash": _hasher.hash(new)},
         noted={"password": "changed by its user"},
+        ends_sessions="password changed",
+        keep_session=keep_session,
         must_change_password=False,
     )
 

@@ -228,6 +228,7 @@ class ImagingStudy(Recorded, table=True):
     __tablename__ = "imaging_study"
     __table_args__ = (
         one_of("modality", vocab.Modality),
+        one_of("indication", vocab.Indication, nullable=True),
         sa.Index(
             "uq_imaging_study_no_accession",
             "patient_id",
@@ -255,6 +256,8 @@ class ImagingStudy(Recorded, table=True):
     date: dt.date = Field(nullable=False)
     modality: str = Field(max_length=20, nullable=False)
     accession: str | None = Field(default=None, max_length=64)
+    # why the study was done (model-spec v2, section 1); the findings of a study share it
+    indication: str | None = Field(default=None, max_length=20)
 
 
 class SiteFinding(Recorded, table=True):
@@ -396,6 +399,60 @@ class LabResult(Recorded, table=True):
     unit: str = Field(max_length=30, nullable=False)
     ref_low: float | None = None
     ref_high: float | None = None
+
+
+class ClinicalExam(Recorded, table=True):
+    """The bedside examination of one joint on one day (model-spec v2, section 10): the
+    signs seen (yes/no, blank when not examined) and a 0-10 pain score."""
+
+    __tablename__ = "clinical_exam"
+    __table_args__ = (
+        one_of("site", vocab.Site),
+        one_of("side", vocab.Side),
+        *(one_of(sign, vocab.Sign, nullable=True) for sign in vocab.EXAM_SIGNS),
+        sa.CheckConstraint(
+            f"pain IS NULL OR pain BETWEEN {vocab.PAIN_MIN} AND {vocab.PAIN_MAX}",
+            name="pain_range",
+        ),
+        live_unique("clinical_exam", "patient_id", "date", "site", "side"),
+        voided_with_reason(),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(sa_column_args=[foreign_key("patient.id")], nullable=False, index=True)
+    date: dt.date = Field(nullable=False)
+    site: str = Field(max_length=20, nullable=False)
+    side: str = Field(max_length=10, nullable=False)
+    swelling: str | None = Field(default=None, max_length=5)
+    warmth: str | None = Field(default=None, max_length=5)
+    erythema: str | None = Field(default=None, max_length=5)
+    pain: int | None = None
+    notes: str | None = None
+
+
+class RangeOfMotion(Recorded, table=True):
+    """One movement's arc at one joint on one day, in degrees (model-spec v2, section 10)."""
+
+    __tablename__ = "range_of_motion"
+    __table_args__ = (
+        one_of("site", vocab.Site),
+        one_of("side", vocab.Side),
+        one_of("movement", vocab.Movement),
+        sa.CheckConstraint(
+            f"degrees >= {vocab.DEGREES_MIN} AND degrees <= {vocab.DEGREES_MAX}",
+            name="degrees_range",
+        ),
+        live_unique("range_of_motion", "patient_id", "date", "site", "side", "movement"),
+        voided_with_reason(),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(sa_column_args=[foreign_key("patient.id")], nullable=False, index=True)
+    date: dt.date = Field(nullable=False)
+    site: str = Field(max_length=20, nullable=False)
+    side: str = Field(max_length=10, nullable=False)
+    movement: str = Field(max_length=20, nullable=False)
+    degrees: float = Field(nullable=False)
 
 
 class Team(Timestamped, table=True):
@@ -621,6 +678,37 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
 
 
+class WebSession(SQLModel, table=True):
+    """A signed-in browser session, held on the server (issue 15): the cookie carries a
+    random id whose SHA-256 alone is stored here. Signing out, disabling the user, a
+    password reset or change and a role change end it at once, on every app process;
+    an ended session stays ended (re-enabling a user revives nothing)."""
+
+    __tablename__ = "web_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(max_length=64, unique=True, index=True, nullable=False)
+    user_id: int = Field(
+        sa_column_args=[foreign_key("user_account.id")], nullable=False, index=True
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_type=sa.DateTime(timezone=True),
+        sa_column_kwargs={"server_default": sa.func.now()},
+        nullable=False,
+    )
+    last_seen_at: datetime = Field(
+        default_factory=utcnow,
+        sa_type=sa.DateTime(timezone=True),
+        sa_column_kwargs={"server_default": sa.func.now()},
+        nullable=False,
+    )
+    ended_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    # 'signed out', 'disabled', 'password reset', 'password changed', 'role changed',
+    # 'idle', 'expired'
+    ended_reason: str | None = Field(default=None, max_length=40)
+
+
 class AuditEvent(SQLModel, table=True):
     """Who did what to which record, when, with the record before and after (issue 6).
 
@@ -728,6 +816,8 @@ CLINICAL_TABLES = (
     TreatmentCourse,
     Procedure,
     LabResult,
+    ClinicalExam,
+    RangeOfMotion,
 )
 
 

@@ -1,9 +1,11 @@
 """Who is asking: signed session cookies, API tokens, CSRF tokens, roles and the
-sign-in rate limit.
+sign-in throttle.
 
-Nothing here lives in process memory (issue 6, scale-out): a session is a signed
-cookie naming a user row, a CSRF token is derived from the session, and sign-in
-attempts are counted in the database, so any app process can serve any request.
+Nothing here lives in process memory (issue 6, scale-out): a session is a row of
+`web_session` (issue 15, `tracker.services.sessions`) whose random id a signed
+cookie carries, a CSRF token is derived from the session, and sign-in attempts are
+counted in the database, so any app process can serve any request, and a session
+ended on one process is refused by all of them at once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,10 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.engine import Engine
 
 from tracker.errors import TrackerError
+from tracker.services.sessions import MAX_AGE
 
 SESSION_COOKIE = "ho_session"
-SESSION_HOURS = 12
+SESSION_HOURS = int(MAX_AGE.total_seconds() // 3600)  # the cookie's life, as the row's
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
@@ -33,10 +35,29 @@ CAN_EDIT = frozenset({"clinician"})  # log and correct records, import CSVs
 CAN_ACKNOWLEDGE = frozenset({"clinician", "surgeon"})  # surgeons: readiness reviews only
 CAN_ADMINISTER = frozenset({"admin"})  # users, audit trail
 
-# Sign-in rate limit: this many failures for one user name, or from one address,
-# within the window lock further attempts until the window has passed.
-MAX_FAILURES = 5
+# Sign-in throttle (issue 15): growing delays, never a lockout anyone could trigger.
+# Failed sign-ins within FAILURE_WINDOW are counted for the user name (only those since
+# its last successful sign-in) and, separately, for the client address. After more than
+# the free number of failures the next attempt must wait, from the last failure, a delay
+# that doubles with each further failure (2 s, 4 s, 8 s, ...) up to MAX_DELAY: the right
+# password after the wait always signs in. An address gets more free failures than a name:
+# a ward's shared computer, or a hospital behind one address, types many names.
 FAILURE_WINDOW = dt.timedelta(minutes=15)
+NAME_FREE_FAILURES = 3
+ADDRESS_FREE_FAILURES = 10
+FIRST_DELAY = dt.timedelta(seconds=2)
+MAX_DELAY = dt.timedelta(seconds=60)
+
+
+def sign_in_delay(failures: int, free: int) -> dt.timedelta:
+    """How long after the last of `failures` recent failures the next attempt must wait:
+    nothing for the first `free`, then FIRST_DELAY doubling with each one, capped."""
+    beyond = failures - free
+    if beyond <= 0:
+        return dt.timedelta(0)
+    if beyond > 10:  # 2 ** 10 times any sane FIRST_DELAY is already past the cap
+        return MAX_DELAY
+    return min(FIRST_DELAY * 2 ** (beyond - 1), MAX_DELAY)
 
 
 @dataclass(frozen=True)
@@ -46,7 +67,9 @@ class Viewer:
     user_id: int
     username: str
     role: str
-    session_nonce: str | None  # None for API-token requests (no CSRF needed)
+    # the session's stored hash, which keys its CSRF token and flash notices; None for
+    # API-token requests (no CSRF needed)
+    session_nonce: str | None
     team: str | None = None  # the user's own unit ("my team" on the worklist)
 
     def may(self, allowed: frozenset[str]) -> bool:
@@ -76,20 +99,23 @@ class SessionSigner:
         self.key = key.encode()
         self.serializer = URLSafeTimedSerializer(key, salt="ho-tracker-session")
 
-    def cookie_for(self, user_id: int) -> tuple[str, str]:
-        nonce = secrets.token_urlsafe(16)
-        return self.serializer.dumps({"u": user_id, "n": nonce}), nonce
+    def cookie_for(self, session_id: str) -> str:
+        """The cookie carrying a server-side session's id (`services.sessions`)."""
+        return self.serializer.dumps({"s": session_id})
 
-    def read(self, cookie: str | None) -> tuple[int, str] | None:
+    def read(self, cookie: str | None) -> str | None:
+        """The session id a cookie carries, if this key signed it (a cookie of the
+        former kind, naming a user, is no session)."""
         if not cookie:
             return None
         try:
             data: Any = self.serializer.loads(cookie, max_age=SESSION_HOURS * 3600)
         except BadSignature:
             return None
-        if not isinstance(data, dict) or not isinstance(data.get("u"), int):
+        if not isinstance(data, dict) or not isinstance(data.get("s"), str):
             return None
-        return data["u"], str(data.get("n", ""))
+        session_id: str = data["s"]
+        return session_id if 0 < len(session_id) <= 100 else None
 
     def csrf_token(self, nonce: str) -> str:
         """Tied to the session: a token stolen from one session is useless in another."""

@@ -11,6 +11,7 @@ the API refuses their session (not their API tokens, which the reset does not to
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 
 import tracker.web.identity as identity
+from tracker.config import Settings
 from tracker.web.auth import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -43,14 +45,16 @@ class PasswordChangeDue(HTTPException):
 
 
 def _session(request: Request) -> identity.SessionUser | None:
+    """The live server-side session the cookie names (issue 15), if any."""
     signer = signer_of(request)
-    found = signer.read(request.cookies.get(SESSION_COOKIE))
-    if found is None:
+    session_id = signer.read(request.cookies.get(SESSION_COOKIE))
+    if session_id is None:
         return None
-    user_id, nonce = found
-    session = identity.session_user(engine=engine_of(request), user_id=user_id, nonce=nonce)
-    if session is not None:
-        request.state.csrf = signer.csrf_token(nonce)
+    settings: Settings = request.app.state.settings
+    idle = dt.timedelta(minutes=settings.session_idle_minutes)
+    session = identity.session_user(engine=engine_of(request), session_id=session_id, idle=idle)
+    if session is not None and session.viewer.session_nonce is not None:
+        request.state.csrf = signer.csrf_token(session.viewer.session_nonce)
     return session
 
 

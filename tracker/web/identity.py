@@ -2,14 +2,15 @@
 
 Passwords, tokens and audit rows belong to `tracker.services.users` and
 `tracker.services.audit`; this module calls them, plus two small reads of its own:
-the signed-in user by id (one indexed query per request) and the count of recent
-failed sign-ins, which lives in `audit_event` so every app process sees it.
+the signed-in session and its user (one indexed query per request) and the wait the recent
+failed sign-ins impose, counted in `audit_event` so every app process sees them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tracker.errors import NotFound
+from tracker.services import sessions
 from tracker.services.audit import (
     AuditFilters,
     AuditPage,
@@ -26,7 +28,13 @@ from tracker.services.audit import (
 )
 from tracker.services.users import authenticate, list_users, mark_signed_in, user_for_token
 from tracker.store.models import AuditEvent, UserAccount, table_of
-from tracker.web.auth import FAILURE_WINDOW, MAX_FAILURES, Viewer
+from tracker.web.auth import (
+    ADDRESS_FREE_FAILURES,
+    FAILURE_WINDOW,
+    NAME_FREE_FAILURES,
+    Viewer,
+    sign_in_delay,
+)
 
 user_account = table_of(UserAccount)
 audit_event = table_of(AuditEvent)
@@ -41,26 +49,30 @@ class SessionUser:
     must_change_password: bool
 
 
-def session_user(*, engine: Engine, user_id: int, nonce: str) -> SessionUser | None:
-    """The active user a session cookie names (a deactivated user is signed out), in
-    one indexed query per request."""
-    u = user_account.c
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(u.id, u.username, u.role, u.active, u.team, u.must_change_password).where(
-                u.id == user_id
-            )
-        ).first()
-    if row is None or not row.active:
+def session_user(*, engine: Engine, session_id: str, idle: dt.timedelta) -> SessionUser | None:
+    """The active user of the live session a cookie names, in one indexed query per
+    request (`services.sessions`): None once the session was ended (signed out, the
+    user disabled, their password or role changed), idle longer than `idle`, or 12
+    hours old."""
+    live = sessions.live_session(engine=engine, session_id=session_id, idle=idle)
+    if live is None:
         return None
-    viewer = Viewer(row.id, row.username, row.role, nonce, row.team)
-    return SessionUser(viewer, bool(row.must_change_password))
+    viewer = Viewer(live.user_id, live.username, live.role, live.session_hash, live.team)
+    return SessionUser(viewer, live.must_change_password)
 
 
-def viewer_by_id(*, engine: Engine, user_id: int, nonce: str) -> Viewer | None:
-    """The active user a session cookie names (a deactivated user is signed out)."""
-    found = session_user(engine=engine, user_id=user_id, nonce=nonce)
-    return found.viewer if found is not None else None
+def start_session(*, engine: Engine, user_id: int) -> str:
+    """A new server-side session for a user who just signed in; its id, for the cookie."""
+    with engine.begin() as conn:
+        return sessions.start_session(conn, user_id=user_id)
+
+
+def end_session(*, engine: Engine, viewer: Viewer, reason: str = "signed out") -> None:
+    """End the viewer's own session (signing out), on every app process at once."""
+    if viewer.session_nonce is None:
+        return
+    with engine.begin() as conn:
+        sessions.end_session(conn, session_hash=viewer.session_nonce, reason=reason)
 
 
 def viewer_by_token(*, engine: Engine, token: str) -> Viewer | None:
@@ -72,18 +84,50 @@ def viewer_by_token(*, engine: Engine, token: str) -> Viewer | None:
     return Viewer(int(user.id), str(user.username), str(user.role), None)
 
 
-def too_many_failures(*, engine: Engine, username: str, address: str) -> bool:
-    """Counted in the database (issue 6: any process, same count)."""
+def sign_in_wait(
+    *, engine: Engine, username: str, address: str, now: dt.datetime | None = None
+) -> int:
+    """Whole seconds before this user name may try again from this address (0: now).
+
+    Growing delays, not a lockout (issue 15, constants in `tracker.web.auth`): recent
+    `sign_in_failed` rows are counted for the name, since its last successful sign-in,
+    and for the address, in one query of the audit trail, so every app process gives
+    the same answer (issue 6)."""
     a = audit_event.c
-    since = dt.datetime.now(dt.UTC) - FAILURE_WINDOW
+    now = now or dt.datetime.now(dt.UTC)
+    since = now - FAILURE_WINDOW
+    last_success = (
+        sa.select(sa.func.max(a.at))
+        .where(a.action == "sign_in", a.username == username, a.at >= since)
+        .scalar_subquery()
+    )
+    by_name = sa.and_(a.username == username, sa.or_(last_success.is_(None), a.at > last_success))
+    by_address = a.after == _address_json(address)
     with engine.connect() as conn:
-        by_name, by_address = conn.execute(
+        row = conn.execute(
             sa.select(
-                sa.func.count().filter(a.username == username),
-                sa.func.count().filter(a.after == _address_json(address)),
+                sa.func.count().filter(by_name),
+                sa.func.max(a.at).filter(by_name),
+                sa.func.count().filter(by_address),
+                sa.func.max(a.at).filter(by_address),
             ).where(a.action == "sign_in_failed", a.at >= since)
         ).one()
-    return by_name >= MAX_FAILURES or by_address >= MAX_FAILURES
+    name_count, name_last, address_count, address_last = row
+    waits = [
+        _utc(last) + sign_in_delay(count, free) - now
+        for count, last, free in (
+            (name_count, name_last, NAME_FREE_FAILURES),
+            (address_count, address_last, ADDRESS_FREE_FAILURES),
+        )
+        if last is not None
+    ]
+    longest = max(waits, default=dt.timedelta(0))
+    return max(0, math.ceil(longest.total_seconds()))
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes; every stored timestamp is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _address_json(address: str) -> str:

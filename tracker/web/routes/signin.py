@@ -88,15 +88,18 @@ def signin(
         return _signin_form(
             request, next_url=next_url, error=None, errors=blank, username=username, status=422
         )
-    if identity.too_many_failures(engine=engine, username=username, address=address):
-        return _signin_form(
+    wait = identity.sign_in_wait(engine=engine, username=username, address=address)
+    if wait:  # growing delays after failures (issue 15); this attempt is not counted
+        refused = _signin_form(
             request,
             next_url=next_url,
             error="Too many failed sign-ins for this name or from this computer; "
-            "wait 15 minutes and try again.",
+            f"wait {wait} second{'s' if wait != 1 else ''} and try again.",
             username=username,
             status=429,
         )
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     viewer = identity.sign_in(engine=engine, username=username, password=password, address=address)
     if viewer is None:
         return _signin_form(
@@ -106,7 +109,8 @@ def signin(
             username=username,
             status=401,
         )
-    cookie, _ = signer.cookie_for(viewer.user_id)
+    # a session held on the server (issue 15): the cookie carries only its id
+    cookie = signer.cookie_for(identity.start_session(engine=engine, user_id=viewer.user_id))
     # a password an admin reset sends the first page on to the change-password page
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(
@@ -122,7 +126,9 @@ def signin(
 
 
 @router.post("/signout")
-def signout(session: AccountSession) -> Response:
+def signout(session: AccountSession, engine: EngineDep) -> Response:
+    """End the session on the server, so a copy of its cookie is refused too."""
+    identity.end_session(engine=engine, viewer=session.viewer)
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -180,6 +186,7 @@ def change_password(
             username=session.viewer.username,
             current=current_password,
             new=new_password,
+            keep_session=session.viewer.session_nonce,  # this one: other sessions end
         )
     except ValidationFailed as failed:
         errors = {p.field: p.reason for p in failed.problems}
