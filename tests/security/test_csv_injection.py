@@ -13,20 +13,23 @@ rules would be (a tab or a carriage return cannot come in through the import any
 
 from __future__ import annotations
 
-import csv
+import datetime as dt
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.conftest import write_csv
+from tests.security.support import TRIGGERS, formula_cells
+from tests.security.support import csv_rows as _rows
 from tracker.interchange import csv_format as fmt
 from tracker.interchange import deidentify
 from tracker.interchange.csv_export import export_folder
 from tracker.interchange.csv_import import import_folder
+from tracker.services.assessment import assess_all, write_cohort_assessment
 
-TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 PAYLOADS = {
     "cmd": "=cmd|' /C calc'!A0",
     "hyperlink": '=HYPERLINK("http://x.io","go")',  # 30: dose_unit's limit
@@ -137,9 +140,13 @@ def _plant(engine: Engine, value: str) -> None:
         conn.execute(sa.text("UPDATE patient SET team = :v"), {"v": value})
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
+def _planted(engine: Engine, folder: Path, payload: str) -> str:
+    """One record of each kind stored, then PAYLOADS[payload] planted in every text
+    cell (`_plant`); the planted value."""
+    _store_one_of_each(engine, folder)
+    value = PAYLOADS[payload]
+    _plant(engine, value)
+    return value
 
 
 def _stored(engine: Engine, table: str, column: str) -> list[str]:
@@ -151,9 +158,7 @@ def _stored(engine: Engine, table: str, column: str) -> list[str]:
 def test_patient_export_quotes_names_mrn_and_team_that_begin_like_a_formula(
     payload: str, engine: Engine, tmp_path: Path
 ) -> None:
-    _store_one_of_each(engine, tmp_path / "in")
-    value = PAYLOADS[payload]
-    _plant(engine, value)
+    value = _planted(engine, tmp_path / "in", payload)
     export_folder(engine, tmp_path / "out")
     [patient] = _rows(tmp_path / "out" / "patients.csv")
     for column in ("mrn", "family_name", "given_name", "team"):
@@ -164,18 +169,12 @@ def test_patient_export_quotes_names_mrn_and_team_that_begin_like_a_formula(
 def test_folder_export_quotes_every_text_cell_that_begins_like_a_formula(
     payload: str, engine: Engine, tmp_path: Path
 ) -> None:
-    _store_one_of_each(engine, tmp_path / "in")
-    value = PAYLOADS[payload]
-    _plant(engine, value)
+    value = _planted(engine, tmp_path / "in", payload)
     export_folder(engine, tmp_path / "out")
     for file_name, column in [*TEXT_CELLS.values(), *((f.name, "mrn") for f in fmt.FORMATS)]:
         [row] = _rows(tmp_path / "out" / file_name)
         assert row[column] == "'" + value, (file_name, column)
-    for file in fmt.FORMATS:
-        text = [c.name for c in file.columns if c.kind in fmt.TEXT_KINDS]
-        for row in _rows(tmp_path / "out" / file.name):
-            starts = {name: row[name][:1] for name in text if row[name][:1] in TRIGGERS}
-            assert not starts, (file.name, starts)
+    assert formula_cells(tmp_path / "out") == []
 
 
 def test_negative_numbers_are_numbers_not_formulas(engine: Engine, tmp_path: Path) -> None:
@@ -191,9 +190,7 @@ def test_negative_numbers_are_numbers_not_formulas(engine: Engine, tmp_path: Pat
 def test_research_export_quotes_kept_text_and_hashes_the_stored_mrn(
     payload: str, engine: Engine, tmp_path: Path
 ) -> None:
-    _store_one_of_each(engine, tmp_path / "in")
-    value = PAYLOADS[payload]
-    _plant(engine, value)
+    value = _planted(engine, tmp_path / "in", payload)
     deidentify.export_deidentified(engine=engine, folder=tmp_path / "out", key=KEY, keep_team=True)
     out = tmp_path / "out"
     [patient] = _rows(out / "patients.csv")
@@ -204,11 +201,7 @@ def test_research_export_quotes_kept_text_and_hashes_the_stored_mrn(
     assert scan["reference_region"] == "'" + value
     [course] = _rows(out / "treatments.csv")
     assert course["dose_unit"] == "'" + value
-    for file in fmt.FORMATS:
-        text = [c.name for c in file.columns if c.kind in fmt.TEXT_KINDS]
-        for row in _rows(out / file.name):
-            starts = [row[name] for name in text if row.get(name, "")[:1] in TRIGGERS]
-            assert not starts, file.name
+    assert formula_cells(out) == []
 
 
 # Values the import accepts (a tab or CR at the start is refused, and stripped, as
@@ -297,3 +290,26 @@ def test_a_note_with_a_lone_carriage_return_stays_one_row(
     export_folder(sqlite_engine, tmp_path / "b")
     for exported in sorted((tmp_path / "a").iterdir()):
         assert exported.read_bytes() == (tmp_path / "b" / exported.name).read_bytes()
+
+
+# --- the cohort assessment (`ho-tracker assess --all --out sites.csv`) ---------------------
+
+
+@pytest.mark.parametrize("payload", ["cmd", "minus", "at"])
+def test_cohort_assessment_csv_quotes_an_mrn_that_begins_like_a_formula(
+    payload: str, engine: Engine, tmp_path: Path
+) -> None:
+    value = _planted(engine, tmp_path / "in", payload)
+    frame = assess_all(engine=engine, as_of=dt.date(2024, 6, 1))
+    write_cohort_assessment(frame, tmp_path / "sites.csv")
+    written = _rows(tmp_path / "sites.csv")
+    assert written and {row["mrn"] for row in written} == {"'" + value}
+    text = [str(name) for name in frame.columns if frame[name].dtype == object]
+    starts = [(row["mrn"], name) for row in written for name in text if row[name][:1] in TRIGGERS]
+    assert not starts
+    # only the MRN gained its quote: every other cell is written as pandas writes it
+    quoted = frame.assign(mrn="'" + frame["mrn"].astype(str))
+    assert (tmp_path / "sites.csv").read_text(encoding="utf-8") == quoted.to_csv(index=False)
+    # the Parquet file keeps the stored MRN as it is
+    write_cohort_assessment(frame, tmp_path / "sites.parquet")
+    assert set(pd.read_parquet(tmp_path / "sites.parquet")["mrn"]) == {value}

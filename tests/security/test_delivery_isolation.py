@@ -14,94 +14,32 @@ import datetime as dt
 import email
 import logging
 import re
-from collections.abc import Iterator
 from email.policy import default as default_policy
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from tests.reminders.reminder_support import (
-    FakeClock,
-    Mailbox,
-    SmtpServer,
-    add_patient,
-    free_port,
-    reminders,
+from tests.reminders.reminder_support import FakeClock, SmtpServer
+from tests.security.support import (
+    BAD_MRN,
+    PROTOCOL,
+    RawMailbox,
+    at,
+    course_ending,
+    deliverer,
+    failed_in_demo,
+    plant_address,
+    row_of,
 )
 from tests.web.web_support import sign_in
-from tracker.protocol import Protocol
-from tracker.reminders.delivery import Deliverer
 from tracker.reminders.jobs import ReminderJobs
 from tracker.reminders.planner import plan
 from tracker.services.teams import add_team
 
-PROTOCOL = Protocol()
 DAY = dt.date(2025, 3, 3)  # GMT: the 08:00 send hour in London is 08:00 UTC
-BAD_MRN = "BAD\r\nBcc: leak@elsewhere.example"
 BAD_TEAM = "ward\r\nBcc: leak@elsewhere.example"
-
-
-class RawMailbox(Mailbox):
-    """A Mailbox that also keeps each message's raw bytes, to read its headers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raw: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.raw.append(envelope.content)
-        return await super().handle_DATA(server, session, envelope)
-
-
-@pytest.fixture
-def mail_server() -> Iterator[SmtpServer]:
-    mailbox = RawMailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield SmtpServer(mailbox=mailbox, port=port, controller=controller)
-    controller.stop()
-
-
-def at(day: dt.date, hour: int = 9) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.UTC)
-
-
-def course_ending(engine: Engine, mrn: str, end: dt.date, team: str) -> None:
-    """A patient (inserted with plain SQL) whose prophylaxis course ends on `end`: one
-    course review due then."""
-    add_patient(
-        engine,
-        mrn,
-        team=team,
-        courses=[{"agent": "etidronate", "intent": "prophylaxis",
-                  "start": (end - dt.timedelta(days=30)).isoformat(), "end": end.isoformat()}],
-    )  # fmt: skip
-
-
-def plant_address(engine: Engine, team: str, address: str) -> None:
-    """A team address stored before the address rules: straight into the table."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE team SET email = :e WHERE name = :n"), {"e": address, "n": team}
-        )
-
-
-def deliverer(engine: Engine, server: SmtpServer, clock: FakeClock) -> Deliverer:
-    return Deliverer(
-        engine=engine, protocol=PROTOCOL, settings=server.settings(), clock=clock, worker="test"
-    )
-
-
-def row_of(engine: Engine, mrn: str) -> dict[str, Any]:
-    with engine.connect() as conn:
-        pid = conn.execute(sa.text("SELECT id FROM patient WHERE mrn = :m"), {"m": mrn}).scalar()
-    [row] = [r for r in reminders(engine) if r["patient_id"] == pid]
-    return row
 
 
 def attempts_of(engine: Engine, reminder_id: int) -> list[tuple[str, str, str]]:
@@ -141,15 +79,21 @@ def ward7_with_a_bad_mrn_first(engine: Engine) -> None:
     add_team(engine=engine, name="ward7", email="ward7@clinic.example.org")
 
 
+def planned_with_a_bad_mrn_first(engine: Engine) -> FakeClock:
+    """ward7_with_a_bad_mrn_first, planned on DAY: the clock stands at 09:00 then."""
+    ward7_with_a_bad_mrn_first(engine)
+    clock = FakeClock(at(DAY))
+    plan(engine=engine, as_of=DAY, protocol=PROTOCOL, now=clock())
+    return clock
+
+
 # --- one bad reminder, the others delivered ----------------------------------------------
 
 
 def test_reminder_of_an_mrn_with_a_line_break_fails_alone_and_the_others_go_out_in_the_same_run(
     engine: Engine, mail_server: SmtpServer
 ) -> None:
-    ward7_with_a_bad_mrn_first(engine)
-    clock = FakeClock(at(DAY))
-    plan(engine=engine, as_of=DAY, protocol=PROTOCOL, now=clock())
+    clock = planned_with_a_bad_mrn_first(engine)
 
     report = deliverer(engine, mail_server, clock).deliver()  # does not raise
 
@@ -174,9 +118,7 @@ def test_reminder_of_an_mrn_with_a_line_break_fails_alone_and_the_others_go_out_
 def test_failed_reminder_is_retried_after_its_back_off_which_doubles(
     engine: Engine, mail_server: SmtpServer
 ) -> None:
-    ward7_with_a_bad_mrn_first(engine)
-    clock = FakeClock(at(DAY))
-    plan(engine=engine, as_of=DAY, protocol=PROTOCOL, now=clock())
+    clock = planned_with_a_bad_mrn_first(engine)
     deliverer(engine, mail_server, clock).deliver()
     bad_id = row_of(engine, BAD_MRN)["id"]
 
@@ -197,9 +139,7 @@ def test_failed_reminder_is_retried_after_its_back_off_which_doubles(
 def test_scheduled_delivery_job_with_a_bad_mrn_logs_no_error_and_sends_the_rest(
     engine: Engine, mail_server: SmtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ward7_with_a_bad_mrn_first(engine)
-    clock = FakeClock(at(DAY))
-    plan(engine=engine, as_of=DAY, protocol=PROTOCOL, now=clock())
+    clock = planned_with_a_bad_mrn_first(engine)
     jobs = ReminderJobs(
         engine=engine, protocol=PROTOCOL, settings=mail_server.settings(), clock=clock
     )
@@ -212,9 +152,7 @@ def test_scheduled_delivery_job_with_a_bad_mrn_logs_no_error_and_sends_the_rest(
 def test_escalation_of_a_bad_mrn_fails_alone_and_the_others_escalate(
     engine: Engine, mail_server: SmtpServer
 ) -> None:
-    ward7_with_a_bad_mrn_first(engine)
-    clock = FakeClock(at(DAY))
-    plan(engine=engine, as_of=DAY, protocol=PROTOCOL, now=clock())
+    clock = planned_with_a_bad_mrn_first(engine)
     with engine.begin() as conn:  # the bad one was sent once (say, before it was broken)
         conn.execute(
             sa.text(
@@ -334,21 +272,6 @@ def test_digest_to_a_bad_stored_address_fails_alone_and_is_tried_again_next_run(
 
 
 # --- on screen: the worklist and the admin page ---------------------------------------------
-
-
-def failed_in_demo(engine: Engine, server: SmtpServer) -> dt.date:
-    """The bad-MRN patient and a good one in ward7 of the demo cohort, planned and
-    delivered once: the bad one's e-mail failed."""
-    day = dt.date(2026, 11, 3)
-    course_ending(engine, BAD_MRN, day - dt.timedelta(days=2), team="ward7")
-    course_ending(engine, "A001", day - dt.timedelta(days=1), team="ward7")
-    add_team(engine=engine, name="ward7", email="ward7@clinic.example.org")
-    clock = FakeClock(at(day))
-    for mrn in (BAD_MRN, "A001"):
-        plan(engine=engine, as_of=day, protocol=PROTOCOL, now=clock(), mrn=mrn)
-    report = deliverer(engine, server, clock).deliver()
-    assert report.problems
-    return day
 
 
 def test_worklist_says_why_the_e_mail_of_a_reminder_was_not_sent(

@@ -8,42 +8,21 @@ badly before these rules is a delivery failure with its reason, never a broken m
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
-from tests.reminders.reminder_support import (
-    FakeClock,
-    Mailbox,
-    SmtpServer,
-    add_patient,
-    free_port,
-    reminders,
-)
+from tests.reminders.reminder_support import FakeClock, SmtpServer, reminders
+from tests.security.support import PROTOCOL, course_ending, deliverer, plant_address
 from tracker.config import Settings, get_settings
 from tracker.errors import TrackerError, ValidationFailed
-from tracker.protocol import Protocol
-from tracker.reminders.delivery import Deliverer
 from tracker.reminders.mail import Unsendable, compose
 from tracker.reminders.planner import plan
 from tracker.services.teams import add_team, list_teams
 
-PROTOCOL = Protocol()
 DAY = dt.date(2025, 3, 3)
 NOW = dt.datetime(2025, 3, 3, 9, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def mail_server() -> Iterator[SmtpServer]:
-    mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield SmtpServer(mailbox=mailbox, port=port, controller=controller)
-    controller.stop()
 
 
 def stored_teams(engine: Engine) -> list[tuple[str, str | None, str | None]]:
@@ -192,23 +171,11 @@ def test_compose_refuses_a_header_value_with_a_line_break_naming_the_header(
 def test_address_stored_badly_before_the_rules_is_a_delivery_failure_not_a_broken_message(
     engine: Engine, mail_server: SmtpServer
 ) -> None:
-    add_patient(
-        engine,
-        "A001",
-        team="ward7",
-        courses=[{"agent": "etidronate", "intent": "prophylaxis",
-                  "start": (DAY - dt.timedelta(days=30)).isoformat(), "end": DAY.isoformat()}],
-    )  # fmt: skip
-    with engine.begin() as conn:  # planted: the old pattern let this through
-        conn.execute(
-            sa.text("UPDATE team SET email = :e WHERE name = 'ward7'"),
-            {"e": "ward7@clinic.example.org\n"},
-        )
+    course_ending(engine, "A001", DAY, team="ward7")
+    plant_address(engine, "ward7", "ward7@clinic.example.org\n")  # the old pattern let it by
     clock = FakeClock(NOW)
     plan(engine=engine, as_of=DAY, protocol=PROTOCOL, now=clock())
-    report = Deliverer(
-        engine=engine, protocol=PROTOCOL, settings=mail_server.settings(), clock=clock
-    ).deliver()
+    report = deliverer(engine, mail_server, clock).deliver()
     assert (report.sent, report.waiting) == (0, 1)
     assert mail_server.mailbox.received == []  # no message with a blank line after To:
     [row] = reminders(engine)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from tracker.errors import TrackerError
+from tracker.interchange.csv_export import write_csv
 from tracker.progress import NoProgress, Progress
 from tracker.protocol import Protocol, load_protocol
 from tracker.staging import PatientAssessment, PatientRecords, assess_patient
@@ -106,10 +107,15 @@ def check_cohort_output(path: Path) -> None:
 
 
 def write_cohort_assessment(frame: pd.DataFrame, path: Path) -> None:
-    """Write the cohort assessment as CSV or Parquet, chosen by the file's suffix."""
+    """Write the cohort assessment as CSV or Parquet, chosen by the file's suffix.
+
+    The CSV is spreadsheet-safe as every CSV export is (csv_export.write_csv): a text
+    cell (an MRN, a word, evidence) that would open as a formula gets a `'` in front;
+    the numeric columns (brooker, latest_ratio, ...) are written as numbers."""
     check_cohort_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
-        frame.to_csv(path, index=False)
+        text = [str(name) for name in frame.columns if frame[name].dtype == object]
+        write_csv(frame, path, text=text)
     else:
         frame.to_parquet(path, index=False)

@@ -31,6 +31,7 @@ from tracker.services.audit import write_event
 from tracker.services.patients import display_name
 from tracker.store.models import REMINDER_OPEN, Patient, Reminder, Team, table_of, utcnow
 from tracker.templating import words
+from tracker.values import text_problem
 
 __all__ = [
     "ACKNOWLEDGEABLE",
@@ -312,11 +313,19 @@ def delivery_problem(row: dict[str, Any]) -> str | None:
     error = row.get("last_error")
     if not error:
         return None
+    # a command in backticks is typed as it stands: its words are not made words of
+    # (`ho-tracker teams add ...` must not read `HO-tracker ...`)
+    said = "".join(
+        part if part.startswith("`") else labels.sentence(part) for part in _COMMAND.split(error)
+    )
     if row["status"] == S.due.value:
-        return f"E-mail not sent: {labels.sentence(error)}"
+        return f"E-mail not sent: {said}"
     if row["status"] == S.sent.value and row.get("accepted_at") and not row["escalated_at"]:
-        return f"Escalation e-mail not sent: {labels.sentence(error)}"
+        return f"Escalation e-mail not sent: {said}"
     return None
+
+
+_COMMAND = re.compile(r"(`[^`]*`)")
 
 
 FAILED_SHOWN = 200
@@ -569,6 +578,10 @@ def _clean_reason(reason: str | None, *, required: bool) -> str | None:
                 )
             ]
         )
+    problem = None if reason is None else text_problem(reason, limit=REASON_LENGTH)
+    if problem is not None:  # a control character, a line break too (one line of text)
+        said = f"The reason {problem}; write it on one line of plain text."
+        raise ValidationFailed([Problem("acknowledge", None, "reason", said)])
     return reason
 
 
