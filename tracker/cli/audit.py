@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tracker.cli.console import open_engine, out, parse_date
+from tracker.cli.console import login_name, open_engine, out, parse_date
 
 
 def audit_command(
@@ -19,10 +19,17 @@ def audit_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
 ) -> None:
     """The audit trail: who created, corrected, voided or viewed what, and when."""
-    from tracker.services.audit import audit_trail
+    from tracker.services.audit import audit_trail, record_views
 
     day = parse_date(since, "--since") if since else None
-    rows = audit_trail(engine=open_engine(), mrn=mrn, username=user, since=day, limit=limit)
+    engine = open_engine()
+    rows = audit_trail(engine=engine, mrn=mrn, username=user, since=day, limit=limit)
+    # the listing names patients: a view of each MRN listed (issue 15)
+    record_views(
+        engine=engine, actor=login_name(), mrns=[row.mrn for row in rows if row.mrn],
+        what="audit trail (command line)",
+        search={"mrn": mrn, "user": user, "since": since, "limit": limit},
+    )  # fmt: skip
     if as_json:
         print(json.dumps([row.as_json() for row in rows], indent=1, default=str))
         return

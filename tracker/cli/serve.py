@@ -16,6 +16,7 @@ from tracker.cli.console import (
     BarProgress,
     clinic_protocol,
     date_text,
+    login_name,
     open_engine,
     out,
 )
@@ -35,14 +36,25 @@ def demo_command(
 ) -> None:
     """Load the demo cohort (once), dated so its latest records are 3 days old, plan its
     reminders as of today, add demo users, then serve the web app."""
+    from tracker.interchange.csv_import import ImportSummary
     from tracker.interchange.demo import load_demo
     from tracker.reminders.planner import plan
+    from tracker.services.audit import record_views
+    from tracker.services.imports import import_records
     from tracker.services.worklist import status_counts
 
     engine = open_engine()
     today = dt.date.today()
+    actor = login_name()
     with BarProgress() as progress:
-        loaded = load_demo(engine, data, today=today, progress=progress)
+
+        def audited(folder: Path) -> ImportSummary:  # an import row per patient (issue 15)
+            return import_records(
+                engine=engine, folder=folder, actor=actor, today=today, progress=progress,
+                protocol=clinic_protocol(None), source="demo cohort (command line)",
+            )  # fmt: skip
+
+        loaded = load_demo(engine, data, today=today, progress=progress, importer=audited)
     where = engine.url.render_as_string(hide_password=True)
     moved = f"{loaded.shift_days:+d} days" if loaded.shift_days else "not moved"
     latest = f", latest record {date_text(loaded.latest)}" if loaded.latest else ""
@@ -76,7 +88,12 @@ def demo_command(
     if not serve:
         from tracker.services.patients import list_patients
 
-        print_patients(list_patients(engine=engine))
+        listed = list_patients(engine=engine)
+        print_patients(listed)
+        record_views(
+            engine=engine, actor=actor, mrns=[str(p.mrn) for p in listed],
+            what="patients list (demo, command line)",
+        )  # fmt: skip
         out.print("Next: `ho-tracker patient show H-READY` tells one patient's story.")
         return
     from tracker.web.launch import DEMO_PASSWORD, address, ensure_demo_users

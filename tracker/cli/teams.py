@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tracker.cli.console import open_engine, out
+from tracker.cli.console import login_name, open_engine, out
 
 app = typer.Typer(help="Teams (units, wards) and where their reminders go.", no_args_is_help=True)
 
@@ -26,7 +26,10 @@ def teams_add(
     """Add a team, or set the addresses of an existing one."""
     from tracker.services.teams import add_team
 
-    new = add_team(engine=open_engine(), name=name, email=email, escalation_email=escalation_email)
+    new = add_team(
+        engine=open_engine(), name=name, email=email, escalation_email=escalation_email,
+        actor=login_name(),
+    )  # fmt: skip
     out.print(f"Team {name} {'added' if new else 'updated'}.")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -171,11 +171,18 @@ class DemoLoad:
 
 
 def load_demo(
-    engine: Engine, folder: Path, *, today: date | None = None, progress: Progress | None = None
+    engine: Engine,
+    folder: Path,
+    *,
+    today: date | None = None,
+    progress: Progress | None = None,
+    importer: Callable[[Path], ImportSummary] | None = None,
 ) -> DemoLoad:
     """Import the demo folder with its dates moved so that its latest record is
     `LEAD_DAYS` before `today` (a database that already holds the demo keeps the
-    shift it was loaded with). The files on disk are not changed."""
+    shift it was loaded with). The files on disk are not changed. `importer` imports
+    the moved folder (`ho-tracker demo` passes `services.imports.import_records`, which
+    audits each patient, issue 15); by default the bare `import_folder`."""
     today = today or date.today()
     tables = read_tables(folder)
     latest = latest_date(tables)
@@ -184,6 +191,9 @@ def load_demo(
     days = fresh if before is None else before
     with tempfile.TemporaryDirectory(prefix="ho-demo-") as scratch:
         write_tables(Path(scratch), shift_tables(tables, days))
-        summary = import_folder(engine, Path(scratch), today=today, progress=progress)
+        if importer is not None:
+            summary = importer(Path(scratch))
+        else:
+            summary = import_folder(engine, Path(scratch), today=today, progress=progress)
     moved = latest + timedelta(days=days) if latest is not None else None
     return DemoLoad(summary, days, moved, already_loaded=before is not None)

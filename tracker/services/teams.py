@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tracker import values
+from tracker import values, vocab
 from tracker.addresses import checked_address, shown
 from tracker.errors import NotFound, TrackerError
+from tracker.services.audit import write_event
 from tracker.store.models import Patient, Team, table_of, utcnow
 
 team, patient = table_of(Team), table_of(Patient)
@@ -35,21 +36,34 @@ def _check_address(option: str, value: str | None) -> str | None:
 
 
 def add_team(
-    *, engine: Engine, name: str, email: str | None, escalation_email: str | None = None
+    *,
+    engine: Engine,
+    name: str,
+    email: str | None,
+    escalation_email: str | None = None,
+    actor: str | None = None,
 ) -> bool:
     """Create a team, or give an existing one (say, made by a CSV import) its
-    addresses. Returns True when the team is new."""
+    addresses. Returns True when the team is new. The change is audited (issue 15) by
+    `actor` (None: the system itself) in its own transaction; a team is no patient's
+    record, so the row names no MRN."""
     problem = values.identifier_problem(name, limit=values.TEAM_MAX)
     if problem is not None:
         raise TrackerError(f"Team name '{shown(name)}' {problem}.")
     email = _check_address("--email", email)
     escalation_email = _check_address("--escalation-email", escalation_email)
+    columns = (team.c.id, team.c.name, team.c.email, team.c.escalation_email)
     with engine.begin() as conn:
-        exists = conn.execute(sa.select(team.c.id).where(team.c.name == name)).first()
+        exists = conn.execute(sa.select(*columns).where(team.c.name == name)).first()
         if exists is None:
-            conn.execute(
+            added = conn.execute(
                 team.insert().values(name=name, email=email, escalation_email=escalation_email)
-            )
+            ).inserted_primary_key
+            write_event(
+                conn, actor=actor, action=vocab.AuditAction.create, entity="team",
+                entity_id=int(added[0]) if added else None, mrn=None,
+                after={"name": name, "email": email, "escalation_email": escalation_email},
+            )  # fmt: skip
             return True
         changes: dict[str, object] = {"updated_at": utcnow()}
         if email is not None:
@@ -57,6 +71,13 @@ def add_team(
         if escalation_email is not None:
             changes["escalation_email"] = escalation_email
         conn.execute(team.update().where(team.c.name == name).values(**changes))
+        before: dict[str, object] = {"name": name, "email": exists.email}
+        before["escalation_email"] = exists.escalation_email
+        after = {**before, **{k: v for k, v in changes.items() if k != "updated_at"}}
+        write_event(
+            conn, actor=actor, action=vocab.AuditAction.correct, entity="team",
+            entity_id=int(exists.id), mrn=None, before=before, after=after,
+        )  # fmt: skip
     return False
 
 

@@ -162,7 +162,7 @@ def sign_in(*, engine: Engine, username: str, password: str, address: str) -> Vi
 
 def log_view(*, engine: Engine, viewer: Viewer, mrn: str, what: str) -> None:
     """Every view of a patient record is logged (issue 6, audit)."""
-    record_view(engine=engine, actor=viewer.username, mrn=mrn)
+    record_view(engine=engine, actor=viewer.username, mrn=mrn, what=what)
 
 
 def log_event(

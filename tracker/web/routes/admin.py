@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 import tracker.web.identity as identity
 from tracker import vocab
 from tracker.errors import Conflict, NotFound, Problem, TrackerError, ValidationFailed
+from tracker.services.audit import record_views
 from tracker.templating import words
 from tracker.web.auth import (
     CAN_ADMINISTER,
@@ -79,6 +80,11 @@ def audit_page(
     if after:
         context["first_link"] = f"/admin/audit?{urlencode(shown)}" if shown else "/admin/audit"
     context["entries"] = page.entries
+    # the page names the patients of its rows: a view of each (issue 15)
+    record_views(
+        engine=engine, actor=viewer.username, mrns=[e.mrn for e in page.entries if e.mrn],
+        what="audit trail page", search=values,
+    )  # fmt: skip
     return render(request, "audit.j2", context)
 
 
@@ -258,7 +264,15 @@ def save_user_page(
         if role != user.role:
             if not role:
                 raise ValidationFailed([Problem("user", None, "role", "is required")])
-            set_role(engine=engine, username=user.username, role=role, actor=viewer.username)
+            # ends the user's sessions, but an admin changing their own keeps this one
+            mine = viewer.session_nonce if user.id == viewer.user_id else None
+            set_role(
+                engine=engine,
+                username=user.username,
+                role=role,
+                actor=viewer.username,
+                keep_session=mine,
+            )
             said.append(f"role {words(role)}")
         if (team.strip() or None) != user.team:
             changed = set_team(
@@ -414,6 +428,10 @@ def deliveries_page(request: Request, viewer: PageViewer, engine: EngineDep) -> 
     rows = failed_deliveries(engine=engine, today=today(request))
     for row in rows:
         row["next_try"] = _clinic_time(request, row["next_attempt_at"])
+    record_views(
+        engine=engine, actor=viewer.username, mrns=[str(row["mrn"]) for row in rows],
+        what="failed deliveries page",
+    )  # fmt: skip
     zone = protocol_of(request).reminders.time_zone
     return render(request, "deliveries.j2", {"rows": rows, "zone": zone})
 

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from tracker.services.audit import record_views
 from tracker.services.board import BoardCursor, BoardPage, board_page
 from tracker.services.site_assessments import (
     FLAGS,
@@ -67,6 +68,11 @@ def board_page_view(
         "readiness": filters.readiness or "",
         "flag": filters.flag or "",
     }
+    # a row per patient shown on this page (issue 15), as the patient search logs
+    record_views(
+        engine=engine, actor=viewer.username, mrns=[row.mrn for row in page.rows],
+        what="board", search=kept,
+    )  # fmt: skip
     return render(
         request,
         "board.j2",
@@ -133,5 +139,7 @@ def board_download(
         protocol=protocol_of(request),
         protocol_name=protocol_name_of(request),
     )
+    shown = [site.mrn for site in board.sites] + [m.mrn for m in board.reminders or ()]
+    record_views(engine=engine, actor=viewer.username, mrns=shown, what=f"board report, {fmt}")
     with tempfile.TemporaryDirectory() as scratch:
         return _download(write_board_report(board, Path(scratch), fmt))

@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from tracker import vocab
 from tracker.errors import Conflict, NotFound, TrackerError, ValidationFailed
+from tracker.services.audit import record_views
 from tracker.services.worklist import (
     OPEN,
     WINDOW_WORDS,
@@ -108,6 +109,11 @@ def _show(
     here = {k: v for k, v in values.items() if k in PAGE_KEYS and v}
     back = "/worklist" + (f"?{urlencode(here)}" if here else "")
     rows = _rows(page, viewer, back)
+    # a row per patient shown on this page (issue 15): one insert, however many rows
+    record_views(
+        engine=engine, actor=viewer.username, mrns=[str(row["mrn"]) for row in page.rows],
+        what="worklist", search=filters.query(),
+    )  # fmt: skip
     return render(
         request,
         "worklist.j2",
