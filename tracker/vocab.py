@@ -33,6 +33,18 @@ class Modality(StrEnum):
     pet = "pet"
 
 
+class Indication(StrEnum):
+    """Why an imaging study was done (model-spec v2, section 1; optional)."""
+
+    screening = "screening"
+    dvt_query = "dvt_query"
+    symptoms = "symptoms"
+    follow_up = "follow_up"
+    pre_operative = "pre_operative"
+    post_operative = "post_operative"
+    other = "other"
+
+
 class Site(StrEnum):
     hip = "hip"
     knee = "knee"
@@ -156,6 +168,36 @@ ALL_LAB_UNITS: tuple[str, ...] = tuple(
 def lab_unit_allowed(analyte: str, unit: str) -> bool:
     """Whether `unit` is one of the units model-spec section 1 allows for `analyte`."""
     return unit in LAB_UNITS.get(str(analyte), ())
+
+
+class Sign(StrEnum):
+    """An examination sign (swelling, warmth, erythema) seen or not (model-spec v2,
+    section 1; optional: blank when it was not examined)."""
+
+    yes = "yes"
+    no = "no"
+
+
+class Movement(StrEnum):
+    """A range-of-motion movement measured with a goniometer (model-spec v2, section 1)."""
+
+    flexion = "flexion"
+    extension = "extension"
+    abduction = "abduction"
+    adduction = "adduction"
+    internal_rotation = "internal_rotation"
+    external_rotation = "external_rotation"
+    pronation = "pronation"
+    supination = "supination"
+    dorsiflexion = "dorsiflexion"
+    plantarflexion = "plantarflexion"
+
+
+# An examination's pain score and a movement's arc in degrees (model-spec v2, section 1).
+PAIN_MIN, PAIN_MAX = 0, 10
+DEGREES_MIN, DEGREES_MAX = 0, 200
+# The signs an examination records, in the spec's order.
+EXAM_SIGNS = ("swelling", "warmth", "erythema")
 
 
 class Sex(StrEnum):

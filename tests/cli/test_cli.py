@@ -110,16 +110,18 @@ def test_db_downgrade_and_upgrade(engine: Engine, capsys: pytest.CaptureFixture)
     assert f"revision {database.head_revision()}" in capsys.readouterr().out
 
 
-def test_export_writes_all_seven_files(db_url: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_export_writes_every_interchange_file(db_url: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     run(["import", str(good_folder(tmp_path / "in"))])
     assert run(["export", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "bone_scans.csv",
+        "exams.csv",
         "imaging.csv",
         "injuries.csv",
         "labs.csv",
         "patients.csv",
         "procedures.csv",
+        "rom.csv",
         "treatments.csv",
     ]
 

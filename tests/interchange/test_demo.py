@@ -57,6 +57,8 @@ def test_every_date_of_every_patient_moves_by_the_same_days_so_intervals_stay_ex
     for name, column in _date_columns():
         before, after = _dates(tables, name, column), _dates(shifted, name, column)
         assert [b == "" for b in before] == [a == "" for a in after]  # blanks stay blank
+        if not before:  # no rows in the demo yet (exams.csv, rom.csv: issue 16, synth)
+            continue
         steps = {
             (dt.date.fromisoformat(a) - dt.date.fromisoformat(b)).days
             for b, a in zip(before, after, strict=True)

@@ -23,12 +23,14 @@ SPEC_HEADERS = {
     "patients.csv": "mrn,birth_date,sex,family_name,given_name,team",
     "injuries.csv": "mrn,kind,date,notes",
     "imaging.csv": "mrn,date,modality,site,side,ho,soft_tissue,calcification,cortex,"
-    "trabeculae,vascularity,uptake,brooker,della_valle,size_mm,accession,notes",
+    "trabeculae,vascularity,uptake,brooker,della_valle,size_mm,accession,indication,notes",
     "bone_scans.csv": "mrn,date,site,side,phase,ratio,lesion_counts,reference_counts,"
     "reference_region",
     "treatments.csv": "mrn,agent,intent,start_date,end_date,planned_weeks,dose,dose_unit,site,side",
     "procedures.csv": "mrn,kind,date,site,side,notes",
     "labs.csv": "mrn,date,analyte,value,unit,ref_low,ref_high",
+    "exams.csv": "mrn,date,site,side,swelling,warmth,erythema,pain,notes",
+    "rom.csv": "mrn,date,site,side,movement,degrees",
 }
 # One row per natural key (bone scans: with the ratio, computed from the counts when
 # only they are given, so that a same-day repeat with another ratio is another row).
@@ -40,6 +42,8 @@ NATURAL_KEYS = {
     "treatments.csv": ("mrn", "agent", "intent", "start_date"),
     "procedures.csv": ("mrn", "kind", "date", "site", "side"),
     "labs.csv": ("mrn", "date", "analyte"),
+    "exams.csv": ("mrn", "date", "site", "side"),
+    "rom.csv": ("mrn", "date", "site", "side", "movement"),
 }
 ENUMS = {
     ("patients.csv", "sex"): vocab.Sex,
@@ -66,6 +70,15 @@ ENUMS = {
     ("procedures.csv", "site"): vocab.Site,
     ("procedures.csv", "side"): vocab.Side,
     ("labs.csv", "analyte"): vocab.Analyte,
+    ("imaging.csv", "indication"): vocab.Indication,
+    ("exams.csv", "site"): vocab.Site,
+    ("exams.csv", "side"): vocab.Side,
+    ("exams.csv", "swelling"): vocab.Sign,
+    ("exams.csv", "warmth"): vocab.Sign,
+    ("exams.csv", "erythema"): vocab.Sign,
+    ("rom.csv", "site"): vocab.Site,
+    ("rom.csv", "side"): vocab.Side,
+    ("rom.csv", "movement"): vocab.Movement,
 }
 REQUIRED_ENUMS = {"kind", "modality", "ho", "phase", "agent", "intent", "analyte"}
 DATE_COLUMNS = ("birth_date", "date", "start_date", "end_date")

@@ -52,6 +52,7 @@ TEXT_CELLS = {
     ("bone_scan_measurement", "reference_region"): ("bone_scans.csv", "reference_region"),
     ("treatment_course", "dose_unit"): ("treatments.csv", "dose_unit"),
     ("procedure", "notes"): ("procedures.csv", "notes"),
+    ("clinical_exam", "notes"): ("exams.csv", "notes"),
 }
 
 
@@ -124,6 +125,25 @@ def _store_one_of_each(engine: Engine, folder: Path) -> None:
                 "unit": "mg/L",
                 "ref_low": -1,
                 "ref_high": 5,
+            }
+        ],
+    )
+    write_csv(
+        folder,
+        "exams.csv",
+        [{"mrn": "P1", "date": "2024-03-01", "site": "hip", "side": "left", "pain": 3}],
+    )
+    write_csv(
+        folder,
+        "rom.csv",
+        [
+            {
+                "mrn": "P1",
+                "date": "2024-03-01",
+                "site": "hip",
+                "side": "left",
+                "movement": "flexion",
+                "degrees": 95,
             }
         ],
     )

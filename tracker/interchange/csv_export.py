@@ -1,4 +1,4 @@
-"""`ho-tracker export DIR`: the whole store as interchange CSV v1.
+"""`ho-tracker export DIR`: the whole store as interchange CSV v2.
 
 Files are written in canonical form (ISO dates, shortest numbers, rows sorted by
 natural key), so export, import into an empty database and export again gives
@@ -99,7 +99,7 @@ def stored_rows(conn: Connection, file: fmt.FileFormat) -> pd.DataFrame:
 def export_folder(
     engine: Engine, folder: Path, *, progress: Progress | None = None
 ) -> dict[str, int]:
-    """Write all seven interchange files into `folder`; return rows written per file."""
+    """Write every interchange file into `folder`; return rows written per file."""
     progress = progress or NoProgress()
     folder.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""Interchange CSV v1 (model-spec section 2): files, columns, types and natural keys.
+"""Interchange CSV v2 (model-spec section 2): files, columns, types and natural keys.
 
 This table drives import validation, export and the synthetic generator, so the
 format is written down exactly once.
@@ -111,11 +111,15 @@ IMAGING = FileFormat(
         _enum("della_valle", vocab.DellaValle),
         Column("size_mm", "float", positive=True),
         Column("accession", "text", max_length=64),
+        # v2: why the study was done; the rows of one study share it (validate.py)
+        _enum("indication", vocab.Indication),
         _note(),
     ),
     key=("mrn", "date", "modality", "accession", "site", "side"),
 )
 STUDY_KEY = ("mrn", "date", "modality", "accession")
+# imaging.csv columns stored on the study rather than on each site finding
+STUDY_COLUMNS = ("date", "modality", "accession", "indication")
 
 BONE_SCANS = FileFormat(
     "bone_scans.csv",
@@ -178,6 +182,33 @@ LABS = FileFormat(
     key=("mrn", "date", "analyte"),
 )
 
+EXAMS = FileFormat(
+    "exams.csv",
+    (
+        MRN,
+        Column("date", "date", True),
+        SITE,
+        SIDE,
+        *(_enum(sign, vocab.Sign) for sign in vocab.EXAM_SIGNS),
+        Column("pain", "int", low=vocab.PAIN_MIN, high=vocab.PAIN_MAX),
+        _note(),
+    ),
+    key=("mrn", "date", "site", "side"),
+)
+
+ROM = FileFormat(
+    "rom.csv",
+    (
+        MRN,
+        Column("date", "date", True),
+        SITE,
+        SIDE,
+        _enum("movement", vocab.Movement, True),
+        Column("degrees", "float", True, low=vocab.DEGREES_MIN, high=vocab.DEGREES_MAX),
+    ),
+    key=("mrn", "date", "site", "side", "movement"),
+)
+
 # Import order: patients first, everything else refers to them.
 FORMATS: tuple[FileFormat, ...] = (
     PATIENTS,
@@ -187,6 +218,8 @@ FORMATS: tuple[FileFormat, ...] = (
     TREATMENTS,
     PROCEDURES,
     LABS,
+    EXAMS,
+    ROM,
 )
 FORMAT_BY_NAME = {f.name: f for f in FORMATS}
 

@@ -214,7 +214,48 @@ def _match_stored(
             if not saved.empty:
                 on_file = _compare(check, tables.canonical(check.rows, check.fmt), saved)
         existing[name] = on_file
+        if check.fmt is fmt.IMAGING and ids:
+            _check_stored_indication(conn, check, stored, on_file)
     return existing
+
+
+def _check_stored_indication(
+    conn: sa.Connection, check: FileCheck, stored: pd.DataFrame, on_file: pd.Series
+) -> None:
+    """A row of a study already stored (one from DICOM headers, an earlier import) says
+    the stored study's indication or leaves it blank: import never changes a stored
+    study (model-spec v2, section 2: the rows of one study share its indication). Rows
+    stored already are compared whole by `_compare`."""
+    ids = stored.set_index("mrn")["id"]
+    rows = check.rows[~on_file.to_numpy()]
+    incoming = pd.DataFrame(
+        {
+            "line": rows.index,
+            "patient_id": rows["mrn"].map(ids).to_numpy(),
+            **{c: rows[c].to_numpy() for c in tables.STUDY_COLUMNS},
+            "said": rows["indication"].to_numpy(),
+        }
+    ).dropna(subset=["patient_id", "said"])
+    if incoming.empty:
+        return
+    incoming["patient_id"] = incoming["patient_id"].astype(int)
+    known = tables.study_index(conn, ids.tolist(), with_indication=True)
+    if known.empty:
+        return
+    known["patient_id"] = known["patient_id"].astype(int)
+    merged = incoming.merge(known, on=["patient_id", *tables.STUDY_COLUMNS], how="inner")
+    stored_said = merged["indication"].fillna("").astype(str)
+    differs = merged["said"] != stored_said
+    if not differs.any():
+        return
+    lines = merged.loc[differs, "line"]
+    reason = (
+        "differs from the indication of the stored study ('"
+        + stored_said[differs]
+        + "'); import never changes stored records, correct it in the app"
+    )
+    mask = pd.Series(check.rows.index.isin(lines), index=check.rows.index)
+    check.add(mask, "indication", pd.Series(reason.to_numpy(), index=lines.to_numpy()))
 
 
 def _compare(check: FileCheck, incoming: pd.DataFrame, saved: pd.DataFrame) -> pd.Series:
@@ -309,16 +350,17 @@ def _write_imaging(
     then the pending DICOM sites of stored studies that gained findings (a new study
     has none) are completed where a finding matches. Rows added, sites completed."""
     study_key = ["patient_id", *tables.STUDY_COLUMNS]
+    study_columns = ["patient_id", *fmt.STUDY_COLUMNS]  # the key, and the indication
     known = tables.study_index(conn, patient_ids)
-    studies = rows[study_key].drop_duplicates()
+    studies = rows[study_columns].drop_duplicates(subset=study_key)
     studies = studies.merge(known, on=study_key, how="left", indicator=True)
-    fresh = studies.loc[studies["_merge"] == "left_only", study_key]
+    fresh = studies.loc[studies["_merge"] == "left_only", study_columns]
     tables.bulk_insert(conn, tables.study, fresh)
     known = tables.study_index(conn, patient_ids)
     placed = rows.merge(known, on=study_key, how="left")
     finding_columns = [
         "study_id",
-        *[c for c in fmt.IMAGING.column_names if c not in ("mrn", *tables.STUDY_COLUMNS)],
+        *[c for c in fmt.IMAGING.column_names if c not in ("mrn", *fmt.STUDY_COLUMNS)],
     ]
     added = tables.bulk_insert(conn, tables.finding, placed[finding_columns], progress)
     extended = studies.loc[studies["_merge"] == "both", "study_id"].dropna().tolist()

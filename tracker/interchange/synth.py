@@ -275,8 +275,10 @@ class _Cohort:
         story.bone_scans()
         story.courses()
         story.labs()
+        # exams.csv and rom.csv (v2) stay empty: synth does not write them yet (issue 16)
         return (patients, story.injury_rows, story.imaging_rows(), story.scan_rows,
-                story.course_rows, story.procedure_rows, story.lab_rows)  # fmt: skip
+                story.course_rows, story.procedure_rows, story.lab_rows,
+                [], [])  # fmt: skip
 
     def accession(self) -> str:
         self.accessions += 1
@@ -328,7 +330,8 @@ class _Story:
             accession = "" if modality == "ultrasound" else self.c.accession()
             notes = self.study_notes.get((day, modality), "")
             for (site, side), found in findings.items():
-                rows.append((mrn, _iso(day), modality, site, side, *found, accession, notes))
+                # indication (v2) blank: synth does not write it yet (issue 16)
+                rows.append((mrn, _iso(day), modality, site, side, *found, accession, "", notes))
         return rows
 
     def course(
@@ -817,7 +820,7 @@ def write_cohort(
     until: date = date(2026, 10, 31),
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
-    """Write a synthetic cohort of `patients` as the seven interchange CSV files.
+    """Write a synthetic cohort of `patients` as the interchange CSV files.
 
     Returns rows written per file name. The same arguments always give
     byte-identical files; nothing is dated after `until`. `progress(n)` is told

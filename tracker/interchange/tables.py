@@ -21,12 +21,14 @@ from tracker.interchange.csv_format import FileFormat, number_texts
 from tracker.progress import NoProgress, Progress
 from tracker.store.models import (
     BoneScanMeasurement,
+    ClinicalExam,
     DicomPendingSite,
     ImagingStudy,
     Injury,
     LabResult,
     Patient,
     Procedure,
+    RangeOfMotion,
     SiteFinding,
     Team,
     TreatmentCourse,
@@ -48,7 +50,10 @@ SIMPLE_TABLES: dict[str, sa.Table] = {
     fmt.TREATMENTS.name: table_of(TreatmentCourse),
     fmt.PROCEDURES.name: table_of(Procedure),
     fmt.LABS.name: table_of(LabResult),
+    fmt.EXAMS.name: table_of(ClinicalExam),
+    fmt.ROM.name: table_of(RangeOfMotion),
 }
+# a study's natural key within its patient (csv_format.STUDY_COLUMNS are all its columns)
 STUDY_COLUMNS = ("date", "modality", "accession")
 
 
@@ -69,7 +74,7 @@ def _select_for(file: FileFormat) -> sa.Select:
             patient.c.mrn
             if name == "mrn"
             else study.c[name]
-            if name in STUDY_COLUMNS
+            if name in fmt.STUDY_COLUMNS
             else finding.c[name]
             for name in file.column_names
         ]
@@ -144,16 +149,18 @@ def patient_index(conn: Connection, mrns: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def study_index(conn: Connection, patient_ids: Sequence[int]) -> pd.DataFrame:
-    """Stored imaging studies of these patients: id, patient_id, date (ISO), modality, accession."""
+def study_index(
+    conn: Connection, patient_ids: Sequence[int], *, with_indication: bool = False
+) -> pd.DataFrame:
+    """Stored imaging studies of these patients: id, patient_id, date (ISO), modality,
+    accession (and indication, if asked)."""
     rows: list[Any] = []
-    query = sa.select(
-        study.c.id, study.c.patient_id, study.c.date, study.c.modality, study.c.accession
-    )
+    names = [*STUDY_COLUMNS, *(["indication"] if with_indication else [])]
+    query = sa.select(study.c.id, study.c.patient_id, *[study.c[n] for n in names])
     for part in chunks(list(patient_ids)):
         live = study.c.voided_at.is_(None)
         rows.extend(conn.execute(query.where(study.c.patient_id.in_(part), live)).all())
-    frame = pd.DataFrame(rows, columns=["study_id", "patient_id", *STUDY_COLUMNS], dtype=object)
+    frame = pd.DataFrame(rows, columns=["study_id", "patient_id", *names], dtype=object)
     frame["date"] = frame["date"].map(lambda d: d.isoformat(), na_action="ignore")
     return frame
 

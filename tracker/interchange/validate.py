@@ -19,6 +19,7 @@ import pandas as pd
 from tracker import values, vocab
 from tracker.errors import Problem
 from tracker.interchange.csv_format import (
+    STUDY_KEY,
     TEXT_KINDS,
     Column,
     FileFormat,
@@ -228,10 +229,35 @@ def check_rules(check: FileCheck) -> None:
             "uptake",
             "is recorded only for bone_scan, spect and pet studies",
         )
+        _check_study_indication(check)
     elif name == "labs.csv":
         inverted = rows["ref_low"] > rows["ref_high"]
         check.add(inverted, "ref_low", "is greater than ref_high")
         _check_unit(check)
+
+
+def _check_study_indication(check: FileCheck) -> None:
+    """The rows of one study (mrn, date, modality, accession) share its indication
+    (model-spec v2, section 2): a row that says otherwise than the study's first row
+    is refused, naming that line."""
+    rows = check.rows
+    if "indication" not in rows or rows.empty:
+        return
+    key = [rows[c].fillna("") for c in STUDY_KEY]
+    said = rows["indication"].fillna("")
+    first_said = said.groupby(key).transform("first")
+    first_line = pd.Series(rows.index, index=rows.index).groupby(key).transform("min")
+    differs = (said != first_said) & ~rows.index.isin(check.bad_lines())
+    reason = (
+        "'"
+        + said
+        + "' differs from the indication of the same study on line "
+        + first_line.astype(str)
+        + " ('"
+        + first_said
+        + "'); the rows of one study share its indication"
+    )
+    check.add(differs, "indication", reason)
 
 
 _UNIT_LISTS = {analyte: ", ".join(units) for analyte, units in vocab.LAB_UNITS.items()}

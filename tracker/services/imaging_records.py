@@ -27,6 +27,7 @@ from tracker.services.record_store import (
     FINDING_FIELDS,
     STUDY,
     STUDY_FIELDS,
+    STUDY_KEY_FIELDS,
     Saved,
     audit,
     bump,
@@ -61,6 +62,7 @@ def add_imaging_study(
     notes: Any = None,
     today: dt.date | None = None,
     protocol: Protocol | None = None,
+    indication: Any = None,
 ) -> Saved:
     """Record one study with all its site findings at once (each a dict of site, side,
     ho and the optional features of model-spec section 1). `notes` fills the notes of
@@ -77,7 +79,7 @@ def add_imaging_study(
         )
     refuse_unknown_in_rows(FINDING, findings, FINDING_FIELDS, "findings")
     path = rows_path("findings", STUDY_FIELDS)
-    study = {"date": date, "modality": modality, "accession": accession}
+    study = {"date": date, "modality": modality, "accession": accession, "indication": indication}
     try:
         with engine.begin() as conn:
             owner = patient_by_mrn(conn, mrn)
@@ -90,7 +92,7 @@ def add_imaging_study(
                 today=today,
             )
             head = {"patient_id": owner.id, **typed(STUDY, rows[0], STUDY_FIELDS)}
-            refuse_duplicate(conn, STUDY, head, "date")
+            refuse_duplicate(conn, STUDY, _study_key(head), "date")
             study_id = insert_row(conn, STUDY, head)
             children = []
             for row in rows:
@@ -133,6 +135,7 @@ def add_bone_scan_study(
     notes: Any = None,
     today: dt.date | None = None,
     protocol: Protocol | None = None,
+    indication: Any = None,
 ) -> Saved:
     """A bone scan in one step (issue 14): the study, its finding at each site and
     each site's ratios per phase, in one transaction, so a refused part leaves
@@ -147,7 +150,7 @@ def add_bone_scan_study(
             [Problem(STUDY.entity, None, "sites[0].site", "is required: give at least one site")]
         )
     refuse_unknown_in_rows(FINDING, sites, SITE_FIELDS, "sites")
-    study = {"date": date, "modality": modality, "accession": accession}
+    study = {"date": date, "modality": modality, "accession": accession, "indication": indication}
     # (site index, phase, measurement row) for every phase with anything given
     measured = [
         (i, phase, {**values, "phase": phase})
@@ -207,7 +210,7 @@ def add_bone_scan_study(
             if problems:
                 raise ValidationFailed(problems)
             head = {"patient_id": owner.id, **typed(STUDY, findings[0], STUDY_FIELDS)}
-            refuse_duplicate(conn, STUDY, head, "date")
+            refuse_duplicate(conn, STUDY, _study_key(head), "date")
             study_id = insert_row(conn, STUDY, head)
             children = []
             for row in findings:
@@ -229,6 +232,12 @@ def add_bone_scan_study(
         raise stored_together(error) from error
     saved = Saved(STUDY.entity, study_id, 1, owner.mrn, tuple(children))
     return follow_record(saved, engine=engine, protocol=protocol, today=given_today)
+
+
+def _study_key(head: Mapping[str, Any]) -> dict[str, Any]:
+    """A study's natural key (patient, date, modality, accession): its indication is
+    not part of it."""
+    return {k: v for k, v in head.items() if k == "patient_id" or k in STUDY_KEY_FIELDS}
 
 
 def _finding_row(
@@ -305,7 +314,7 @@ def correct_imaging_study(
             )
             head = typed(STUDY, checked[0], STUDY_FIELDS)
             refuse_duplicate(
-                conn, STUDY, {"patient_id": owner.id, **head}, "date", exclude=record_id
+                conn, STUDY, _study_key({"patient_id": owner.id, **head}), "date", exclude=record_id
             )
             version = bump(conn, STUDY, record_id, expected_version, head)
             for target, row in zip(targets, checked[: len(given)], strict=True):

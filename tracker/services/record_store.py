@@ -25,11 +25,13 @@ from tracker.services.audit import last_change, write_event
 from tracker.services.record_checks import check_rows, to_date
 from tracker.store.models import (
     BoneScanMeasurement,
+    ClinicalExam,
     ImagingStudy,
     Injury,
     LabResult,
     Patient,
     Procedure,
+    RangeOfMotion,
     SiteFinding,
     TreatmentCourse,
     table_of,
@@ -75,9 +77,15 @@ BONE_SCAN = Kind(
 COURSE = Kind("treatment_course", table_of(TreatmentCourse), fmt.TREATMENTS, "Treatment course")
 PROCEDURE = Kind("procedure", table_of(Procedure), fmt.PROCEDURES, "Procedure")
 LAB = Kind("lab_result", table_of(LabResult), fmt.LABS, "Lab result")
+EXAM = Kind("clinical_exam", table_of(ClinicalExam), fmt.EXAMS, "Clinical examination")
+ROM = Kind("range_of_motion", table_of(RangeOfMotion), fmt.ROM, "Range-of-motion measurement")
 PATIENT = Kind("patient", patient_table, fmt.PATIENTS, "Patient")
-KINDS = {k.entity: k for k in (INJURY, STUDY, FINDING, BONE_SCAN, COURSE, PROCEDURE, LAB, PATIENT)}
-STUDY_FIELDS = ("date", "modality", "accession")
+KINDS = {
+    k.entity: k
+    for k in (INJURY, STUDY, FINDING, BONE_SCAN, COURSE, PROCEDURE, LAB, EXAM, ROM, PATIENT)
+}
+STUDY_FIELDS = fmt.STUDY_COLUMNS  # date, modality, accession, indication (v2)
+STUDY_KEY_FIELDS = ("date", "modality", "accession")  # a study's natural key in its patient
 FINDING_FIELDS = tuple(c for c in fmt.IMAGING.column_names if c not in ("mrn", *STUDY_FIELDS))
 
 

@@ -29,8 +29,12 @@ Public surface (all return `Saved`, or a tuple of them for several measurements)
     add_procedure(*, engine, actor, mrn, kind, date, site, side, notes=None, today=None)
     add_lab(*, engine, actor, mrn, date, analyte, value, unit, ref_low=None, ref_high=None,
             today=None)
+    add_exam(*, engine, actor, mrn, date, site, side, swelling=None, warmth=None,
+             erythema=None, pain=None, notes=None, today=None)          # v2, section 10
+    add_range_of_motion(*, engine, actor, mrn, date, site, side, measurements,
+                        today=None) -> tuple[Saved, ...]  # measurements: movement, degrees
     correct_injury / correct_imaging_study / correct_site_finding / correct_bone_scan /
-    correct_course / correct_procedure / correct_lab
+    correct_course / correct_procedure / correct_lab / correct_exam / correct_range_of_motion
         (*, engine, actor, record_id, expected_version, changes, today=None)
     void_record(*, engine, actor, entity, record_id, expected_version, reason)
 """
@@ -59,11 +63,13 @@ from tracker.services.record_checks import check_rows
 from tracker.services.record_store import (
     BONE_SCAN,
     COURSE,
+    EXAM,
     FINDING,
     INJURY,
     KINDS,
     LAB,
     PROCEDURE,
+    ROM,
     STUDY,
     Saved,
     audit,
@@ -84,21 +90,26 @@ from tracker.services.record_store import (
     typed,
     without_timestamps,
 )
+from tracker.values import NOTE_MAX, text_problem
 
 __all__ = [
     "Saved",
     "add_bone_scan",
     "add_bone_scan_study",
+    "add_exam",
     "add_imaging_study",
     "add_injury",
     "add_lab",
     "add_procedure",
+    "add_range_of_motion",
     "correct_bone_scan",
     "correct_course",
+    "correct_exam",
     "correct_imaging_study",
     "correct_injury",
     "correct_lab",
     "correct_procedure",
+    "correct_range_of_motion",
     "correct_site_finding",
     "start_course",
     "stop_course",
@@ -200,6 +211,17 @@ def start_course(
     return create(engine, actor, mrn, COURSE, values, today, protocol)
 
 
+def _reason(reason: Any, required: str) -> tuple[str, str | None]:
+    """A void or stop reason, trimmed, and why it is refused (None if it is not): it is
+    required, and is free text like a note by tracker.values, whichever way it came in
+    (the forms' textarea, the API's VoidIn, the CLI): line breaks may stand in it, no
+    other control character, at most NOTE_MAX characters."""
+    text = "" if reason is None else str(reason).strip()
+    if text == "":
+        return text, required
+    return text, text_problem(text, limit=NOTE_MAX, line_breaks=True)
+
+
 def stop_course(
     *,
     engine: Engine,
@@ -215,8 +237,9 @@ def stop_course(
     problems = []
     if end_date in (None, ""):
         problems.append(Problem(COURSE.entity, None, "end_date", "is required"))
-    if reason is None or not str(reason).strip():
-        problems.append(Problem(COURSE.entity, None, "reason", "is required: say why it stopped"))
+    text, problem = _reason(reason, "is required: say why it stopped")
+    if problem is not None:
+        problems.append(Problem(COURSE.entity, None, "reason", problem))
     if problems:
         raise ValidationFailed(problems)
     return correct_flat(
@@ -227,7 +250,7 @@ def stop_course(
         expected_version,
         {"end_date": end_date},
         today,
-        extra={"stop_reason": str(reason).strip()},
+        extra={"stop_reason": text},
         protocol=protocol,
     )
 
@@ -379,6 +402,122 @@ def correct_bone_scan(
     )
 
 
+# ---------------------------------------------------------------- bedside examination
+
+
+def add_exam(
+    *,
+    engine: Engine,
+    actor: str,
+    mrn: str,
+    date: Any,
+    site: Any,
+    side: Any,
+    swelling: Any = None,
+    warmth: Any = None,
+    erythema: Any = None,
+    pain: Any = None,
+    notes: Any = None,
+    today: dt.date | None = None,
+    protocol: Protocol | None = None,
+) -> Saved:
+    """Record the bedside examination of one joint (model-spec v2, section 10): each
+    sign yes or no (blank when not examined), pain 0-10."""
+    values = {
+        "date": date,
+        "site": site,
+        "side": side,
+        "swelling": swelling,
+        "warmth": warmth,
+        "erythema": erythema,
+        "pain": pain,
+        "notes": notes,
+    }
+    return create(engine, actor, mrn, EXAM, values, today, protocol)
+
+
+def correct_exam(
+    *,
+    engine: Engine,
+    actor: str,
+    record_id: int,
+    expected_version: int,
+    changes: Mapping[str, Any],
+    today: dt.date | None = None,
+    protocol: Protocol | None = None,
+) -> Saved:
+    """Change an examination's fields (only those in `changes`)."""
+    return correct_flat(
+        engine, actor, EXAM, record_id, expected_version, changes, today, protocol=protocol
+    )
+
+
+ROM_FIELDS = ("movement", "degrees")
+
+
+def add_range_of_motion(
+    *,
+    engine: Engine,
+    actor: str,
+    mrn: str,
+    date: Any,
+    site: Any,
+    side: Any,
+    measurements: Sequence[Mapping[str, Any]],
+    today: dt.date | None = None,
+    protocol: Protocol | None = None,
+) -> tuple[Saved, ...]:
+    """Record the range of motion of one joint on one day, several movements at once:
+    each a dict of movement and degrees (0-200). All are stored, or none; problems are
+    named `measurements[i].degrees`."""
+    given_today, today = today, today or dt.date.today()
+    if not measurements:
+        raise ValidationFailed(
+            [Problem(ROM.entity, None, "measurements", "give at least one movement")]
+        )
+    refuse_unknown_in_rows(ROM, measurements, ROM_FIELDS, "measurements")
+    path = rows_path("measurements", ("date", "site", "side"))
+    saved: list[Saved] = []
+    try:
+        with engine.begin() as conn:
+            owner = patient_by_mrn(conn, mrn)
+            joint = {"date": date, "site": site, "side": side, "mrn": owner.mrn}
+            rows = check_rows(
+                fmt=fmt.ROM,
+                rows=[{**{k: row.get(k) for k in ROM_FIELDS}, **joint} for row in measurements],
+                field_path=path,
+                source=ROM.entity,
+                birth_date=owner.birth_date,
+                today=today,
+            )
+            for i, row in enumerate(rows):
+                stored = {"patient_id": owner.id, **typed(ROM, row, ROM.columns)}
+                key = {k: stored[k] for k in fmt.ROM.key if k != "mrn"}
+                refuse_duplicate(conn, ROM, {"patient_id": owner.id, **key}, path(i, "movement"))
+                record_id = insert_row(conn, ROM, stored)
+                audit(conn, actor, "create", ROM, record_id, owner.mrn, None)
+                saved.append(Saved(ROM.entity, record_id, 1, owner.mrn))
+    except sa.exc.IntegrityError as error:
+        raise stored_together(error) from error
+    return follow_record(tuple(saved), engine=engine, protocol=protocol, today=given_today)
+
+
+def correct_range_of_motion(
+    *,
+    engine: Engine,
+    actor: str,
+    record_id: int,
+    expected_version: int,
+    changes: Mapping[str, Any],
+    today: dt.date | None = None,
+    protocol: Protocol | None = None,
+) -> Saved:
+    """Change one range-of-motion measurement's fields (only those in `changes`)."""
+    return correct_flat(
+        engine, actor, ROM, record_id, expected_version, changes, today, protocol=protocol
+    )
+
+
 # ---------------------------------------------------------------- voiding
 
 
@@ -395,18 +534,17 @@ def void_record(
     """Void a record with a reason: it stays stored and audited but no reader sees it.
 
     `entity` is the table name (injury, imaging_study, site_finding,
-    bone_scan_measurement, treatment_course, procedure, lab_result, patient).
+    bone_scan_measurement, treatment_course, procedure, lab_result, clinical_exam,
+    range_of_motion, patient).
     Voiding a study voids its findings with it."""
     kind = KINDS.get(entity)
     if kind is None:
         raise ValidationFailed(
             [Problem("void", None, "entity", f"'{entity}' is not one of {', '.join(KINDS)}")]
         )
-    if reason is None or not str(reason).strip():
-        raise ValidationFailed(
-            [Problem(kind.entity, None, "reason", "is required: say why the record is void")]
-        )
-    text = str(reason).strip()
+    text, problem = _reason(reason, "is required: say why the record is void")
+    if problem is not None:
+        raise ValidationFailed([Problem(kind.entity, None, "reason", problem)])
     with engine.begin() as conn:
         before = current(conn, kind, record_id, expected_version)
         snapshot = record_snapshot(conn, kind, record_id)

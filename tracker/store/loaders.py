@@ -116,6 +116,22 @@ _QUERIES = {
     ),
 }
 
+# The bedside examination (model-spec v2, section 10), read like the frames above for
+# the parts of issue 16 that use it (rom_loss, suspected_ho_imaging); not yet part of
+# `CohortFrames`, so `read_cohort` does not read them.
+BEDSIDE_QUERIES = {
+    "exams": (
+        "SELECT p.mrn, e.date, e.site, e.side, e.swelling, e.warmth, e.erythema, e.pain "
+        "FROM clinical_exam e JOIN patient p ON p.id = e.patient_id "
+        "WHERE e.voided_at IS NULL AND p.voided_at IS NULL",
+        ("date",),
+    ),
+    "range_of_motion": (
+        "SELECT p.mrn, m.date, m.site, m.side, m.movement, m.degrees FROM range_of_motion m "
+        "JOIN patient p ON p.id = m.patient_id WHERE m.voided_at IS NULL AND p.voided_at IS NULL",
+        ("date",),
+    ),
+}
 
 _NUMBERS = {
     "brooker": pa.int64(),
@@ -124,6 +140,8 @@ _NUMBERS = {
     "planned_weeks": pa.float64(),
     "value": pa.float64(),
     "ref_high": pa.float64(),
+    "pain": pa.int64(),
+    "degrees": pa.float64(),
 }
 
 
@@ -137,13 +155,16 @@ TABLES = tuple(_QUERIES)
 
 
 def read_table(conn: Connection, name: str) -> pd.DataFrame:
-    """One of the cohort frames (`CohortFrames` field `name`), as `read_cohort` reads it."""
-    sql, date_columns = _QUERIES[name]
+    """One of the cohort frames (`CohortFrames` field `name`), as `read_cohort` reads it,
+    or one of the `BEDSIDE_QUERIES` frames."""
+    sql, date_columns = _QUERIES[name] if name in _QUERIES else BEDSIDE_QUERIES[name]
     frame = _read_frame(conn, sql, date_columns)
     for column in date_columns:
         frame[column] = pd.to_datetime(frame[column], format="ISO8601")
     if "brooker" in frame:
         frame["brooker"] = pd.to_numeric(frame["brooker"]).astype("Int64")
+    if "pain" in frame:
+        frame["pain"] = pd.to_numeric(frame["pain"]).astype("Int64")
     return frame
 
 

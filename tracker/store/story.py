@@ -9,11 +9,13 @@ from sqlmodel import Session, col, select
 from tracker.errors import NotFound
 from tracker.store.models import (
     BoneScanMeasurement,
+    ClinicalExam,
     ImagingStudy,
     Injury,
     LabResult,
     Patient,
     Procedure,
+    RangeOfMotion,
     SiteFinding,
     TreatmentCourse,
 )
@@ -36,6 +38,9 @@ class PatientStory:
     courses: list[TreatmentCourse]
     procedures: list[Procedure]
     labs: list[LabResult]
+    # the bedside examination (model-spec v2, section 10): by date, site, side (movement)
+    exams: list[ClinicalExam] = field(default_factory=list)
+    range_of_motion: list[RangeOfMotion] = field(default_factory=list)
 
 
 def load_story(session: Session, mrn: str) -> PatientStory:
@@ -106,6 +111,25 @@ def load_story(session: Session, mrn: str) -> PatientStory:
                 select(LabResult)
                 .where(LabResult.patient_id == pid, col(LabResult.voided_at).is_(None))
                 .order_by(col(LabResult.date), col(LabResult.analyte))
+            ).all()
+        ),
+        exams=list(
+            session.exec(
+                select(ClinicalExam)
+                .where(ClinicalExam.patient_id == pid, col(ClinicalExam.voided_at).is_(None))
+                .order_by(col(ClinicalExam.date), col(ClinicalExam.site), col(ClinicalExam.side))
+            ).all()
+        ),
+        range_of_motion=list(
+            session.exec(
+                select(RangeOfMotion)
+                .where(RangeOfMotion.patient_id == pid, col(RangeOfMotion.voided_at).is_(None))
+                .order_by(
+                    col(RangeOfMotion.date),
+                    col(RangeOfMotion.site),
+                    col(RangeOfMotion.side),
+                    col(RangeOfMotion.movement),
+                )
             ).all()
         ),
     )
