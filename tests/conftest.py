@@ -123,6 +123,8 @@ def count_rows(engine: Engine) -> dict[str, int]:
         "treatment_course",
         "procedure",
         "lab_result",
+        "clinical_exam",
+        "range_of_motion",
     ]
     with engine.connect() as conn:
         return {n: conn.execute(sa.text(f"SELECT count(*) FROM {n}")).scalar_one() for n in names}

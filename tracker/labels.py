@@ -174,6 +174,7 @@ VALUES: dict[str, str] = {
     "progression_after_treatment": "progression after treatment",
     "recurrence": "recurrence after resection",
     "rising_activity": "rising activity",
+    "rom_loss": "loss of range of motion",
     # forecast
     "passed": "forecast date passed",
     # reminder status
@@ -224,6 +225,9 @@ RULES: dict[str, str] = {
     "readiness_review": "readiness review",
     "post_resection_prophylaxis": "prophylaxis after resection",
     "recurrence_radiograph": "radiograph for recurrence",
+    # v2, the bedside rules (model-spec section 9)
+    "suspected_ho_imaging": "imaging for suspected HO",
+    "dvt_query_hip_ultrasound": "hip ultrasound for a DVT query (HO mimics DVT)",
 }
 
 # The tables a record lives in, as the record is called (audit rows, duplicates).
@@ -244,6 +248,7 @@ ENTITIES: dict[str, str] = {
     "team_digest": "team digest",
     "user_account": "user",
     "flash_notice": "notice",
+    "web_session": "sign-in session",
     "api_token": "API token",
     "audit_event": "audit event",
     "dicom_pending_site": "DICOM site awaiting a finding",

@@ -305,6 +305,9 @@ class FlagRules:
     progression_window_days: int = _checked(180, DAYS)
     # a site's first HO evidence more than this after the patient's first is new
     new_site_gap_days: int = _checked(30, DAYS)
+    # v2: a movement's latest arc this fraction or more below its largest earlier arc
+    # at the site is a loss of range of motion (rom_loss); reminders reuse it
+    rom_loss_fraction: float = _checked(0.20, FRACTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +380,33 @@ class RecurrenceRadiograph:
 
 
 @dataclass(frozen=True, slots=True)
+class SuspectedHoImaging:
+    """[reminders.suspected_ho_imaging] (v2): swelling, warmth or erythema at a joint,
+    or a loss of its range of motion (flags.rom_loss_fraction, as the rom_loss flag),
+    in a patient with an injury other than fop dated at most `injury_window_days`
+    before the examination, at a site with no mineralising evidence: image the site
+    `after_days` after the examination; any finding or bone-scan measurement of the
+    site dated on or after the examination satisfies it."""
+
+    enabled: bool = _checked(True, SWITCH)
+    injury_window_days: int = _checked(365, POSITIVE_DAYS)
+    after_days: int = _checked(2, DAYS)
+
+
+@dataclass(frozen=True, slots=True)
+class DvtQueryHipUltrasound:
+    """[reminders.dvt_query_hip_ultrasound] (v2): an ultrasound study for a DVT query,
+    or a D-dimer above its ref_high, in a patient with one of these injuries and no
+    HO evidence at the hips: image both hips with ultrasound on that day (HO mimics
+    DVT and raises D-dimer); a hip ultrasound dated up to `window_days` after it (the
+    same study counts) satisfies it."""
+
+    enabled: bool = _checked(True, SWITCH)
+    injuries: tuple[str, ...] = _checked(NEURO_INJURIES, INJURY_KINDS)
+    window_days: int = _checked(7, DAYS)
+
+
+@dataclass(frozen=True, slots=True)
 class ReminderRules:
     """[reminders]: model-spec section 9, one nested table per rule.
 
@@ -407,6 +437,8 @@ class ReminderRules:
         default_factory=PostResectionProphylaxis
     )
     recurrence_radiograph: RecurrenceRadiograph = field(default_factory=RecurrenceRadiograph)
+    suspected_ho_imaging: SuspectedHoImaging = field(default_factory=SuspectedHoImaging)
+    dvt_query_hip_ultrasound: DvtQueryHipUltrasound = field(default_factory=DvtQueryHipUltrasound)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -234,6 +234,9 @@ class ReminderRule(StrEnum):
     readiness_review = "readiness_review"
     post_resection_prophylaxis = "post_resection_prophylaxis"
     recurrence_radiograph = "recurrence_radiograph"
+    # v2, from the bedside examination and DVT referrals (section 9)
+    suspected_ho_imaging = "suspected_ho_imaging"
+    dvt_query_hip_ultrasound = "dvt_query_hip_ultrasound"
 
 
 class ReminderStatus(StrEnum):

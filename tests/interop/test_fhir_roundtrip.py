@@ -10,7 +10,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from sqlalchemy.engine import Engine
 
-from tests.conftest import count_rows
+from tests.conftest import count_rows, write_csv
 from tracker.cli import run
 from tracker.errors import NotFound
 from tracker.interchange import fhir_codes as codes
@@ -31,10 +31,32 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, dict]:
     """60 synthetic patients stored on SQLite, and their FHIR Bundle."""
     folder = tmp_path_factory.mktemp("cohort")
     synth.write_cohort(folder / "csv", patients=60, seed=23)
+    _add_bedside(folder / "csv")
     engine = database.make_engine(f"sqlite:///{folder / 'source.db'}")
     database.upgrade(engine)
     import_folder(engine, folder / "csv")
     return engine, fhir_bundle(engine=engine)
+
+
+def _add_bedside(folder: Path) -> None:
+    """Bedside examinations and range of motion for a few patients, while synth writes
+    none (issue 16): the round trip must carry them too."""
+    if len((folder / "exams.csv").read_text().splitlines()) > 1:
+        return  # synth writes them itself
+    mrns = ["S000001", "S000002", "S000003"]
+    exams = [
+        {"mrn": m, "date": "2026-06-01", "site": "hip", "side": "right", "swelling": "yes"}
+        | {"warmth": "no", "pain": 4 + i, "notes": "bedside"}
+        for i, m in enumerate(mrns)
+    ]
+    rom = [
+        {"mrn": m, "date": d, "site": "hip", "side": "right", "movement": "flexion"}
+        | {"degrees": degrees}
+        for m in mrns
+        for d, degrees in (("2026-05-01", 100), ("2026-06-01", 72.5))
+    ]
+    write_csv(folder, "exams.csv", exams)
+    write_csv(folder, "rom.csv", rom)
 
 
 def _resources(bundle: dict, kind: str) -> list[dict]:
@@ -94,6 +116,17 @@ def test_standard_codes_sit_beside_the_tracker_codes(source: tuple[Engine, dict]
         if c["category"][0]["coding"][0]["code"] == codes.HO_SITE
     ]
     assert ho and all(c["code"]["coding"][0]["code"].startswith("M61.") for c in ho)
+    observations = _resources(bundle, "Observation")
+    pain = [
+        c["code"]["coding"][1]
+        for o in observations
+        if o["code"]["coding"][0]["code"] == codes.EXAM
+        for c in o.get("component", [])
+        if c["code"]["coding"][0]["code"] == "pain"
+    ]
+    assert pain and all(c["system"] == codes.LOINC and c["code"] == "72514-3" for c in pain)
+    rom = [o for o in observations if o["code"]["coding"][0]["system"] == codes.MOVEMENT]
+    assert rom and all(o["valueQuantity"]["code"] == "deg" for o in rom)
 
 
 def test_ho_condition_names_the_cause_and_the_site_in_icd10() -> None:

@@ -43,6 +43,7 @@ from tracker.staging import (
     Lab,
     PatientRecords,
     Procedure,
+    RangeOfMotion,
     assess_patient,
     to_json,
 )
@@ -171,6 +172,12 @@ def crowded_patients(draw: st.DrawFn, mrn: str) -> PatientRecords:
         kind = draw(st.sampled_from(values(ProcedureKind)))
         return Procedure(kind, draw(few_days), site, side)
 
+    def arc() -> RangeOfMotion:
+        site, side = draw(st.sampled_from([("hip", "right"), ("hip", "left"), ("knee", "left")]))
+        movement = draw(st.sampled_from(["flexion", "extension"]))
+        degrees = draw(st.sampled_from([0.0, 70.0, 80.0, 88.0, 100.0, 110.0, 100.5]))
+        return RangeOfMotion(draw(few_days), site, side, movement, degrees)
+
     def injury() -> Injury:
         when = draw(st.sampled_from([date(2022, 1, 31), date(2023, 2, 28), *FEW_DAYS[:3]]))
         return Injury(draw(st.sampled_from(values(InjuryKind))), when)
@@ -186,6 +193,7 @@ def crowded_patients(draw: st.DrawFn, mrn: str) -> PatientRecords:
         courses=some(course, 2),
         procedures=some(procedure, 2),
         labs=some(lab, 4),
+        range_of_motion=some(arc, 8),
     )
 
 
@@ -209,7 +217,7 @@ STRICT = Protocol(
             alp=UnitLimits((("U/L", 95.0),)), bone_alp=UnitLimits((("ug/L", 24.6),))
         ),
     ),
-    flags=FlagRules(progression_window_days=0, new_site_gap_days=0),
+    flags=FlagRules(progression_window_days=0, new_site_gap_days=0, rom_loss_fraction=0.12),
     forecast=ForecastRules(horizon_years=1, bootstrap_samples=50, interval=0.5),
 )
 

@@ -21,6 +21,7 @@ from tracker.staging import (
     Lab,
     PatientRecords,
     Procedure,
+    RangeOfMotion,
     assess_patient,
     to_json,
 )
@@ -125,6 +126,23 @@ def procedures(draw: st.DrawFn) -> Procedure:
     return Procedure(draw(st.sampled_from(values(ProcedureKind))), draw(days), site, side)
 
 
+# v2: range of motion at the sites above and at a joint that never has a site; arcs
+# that sit exactly 20% apart (100/80, 110/88, 125/100) test the boundary of rom_loss
+ARCS = [0.0, 30.0, 80.0, 88.0, 100.0, 110.0, 125.0]
+
+
+@st.composite
+def range_of_motion(draw: st.DrawFn) -> RangeOfMotion:
+    site, side = draw(st.sampled_from([*SITES, ("elbow", "right")]))
+    return RangeOfMotion(
+        draw(days),
+        site,
+        side,
+        draw(st.sampled_from(["flexion", "abduction"])),
+        draw(st.sampled_from(ARCS) | st.floats(0, 200).map(lambda v: round(v, 1))),
+    )
+
+
 @st.composite
 def labs(draw: st.DrawFn) -> Lab:
     return Lab(
@@ -200,6 +218,7 @@ def cases(draw: st.DrawFn, allow_fop: bool = True) -> tuple[PatientRecords, date
         courses=tuple(draw(st.lists(courses(), max_size=2))),
         procedures=tuple(draw(st.lists(procedures(), max_size=2))),
         labs=tuple(base["labs"] + draw(st.lists(labs(), max_size=3))),
+        range_of_motion=tuple(draw(st.lists(range_of_motion(), max_size=6))),
     )
     return records, as_of
 
@@ -329,7 +348,8 @@ def test_rows_in_any_order_give_identical_output(
     shuffled = PatientRecords(
         records.mrn,
         *(mix(getattr(records, name)) for name in (
-            "injuries", "findings", "bone_scans", "courses", "procedures", "labs"
+            "injuries", "findings", "bone_scans", "courses", "procedures", "labs",
+            "range_of_motion", "exams",
         )),
     )  # fmt: skip
     assert to_json(assess_patient(shuffled, as_of)) == to_json(assess_patient(records, as_of))

@@ -56,6 +56,9 @@ PHASE = system("phase")
 RECORD = system("record")  # what a resource stands for (finding, bone scan, course ...)
 ELEMENT = system("element")  # Observation component names (soft_tissue, brooker ...)
 STAGE = system("stage")
+INDICATION = system("indication")  # why an imaging study was done (ImagingStudy.reasonCode)
+SIGN = system("sign")  # yes / no of an examination sign (swelling, warmth, erythema)
+MOVEMENT = system("movement")  # the movement a range-of-motion Observation measures
 
 # Categories that tell the importer which interchange file a resource belongs to.
 INJURY = "injury"
@@ -65,6 +68,8 @@ BONE_SCAN = "bone_scan_measurement"
 LAB = "lab_result"
 COURSE = "treatment_course"
 PROCEDURE = "procedure"
+EXAM = "clinical_exam"  # bedside examination of one joint (model-spec v2, section 10)
+ROM = "range_of_motion"  # one goniometer measurement of one movement
 
 # SNOMED CT codes for the injuries that start a patient's risk.
 INJURY_SNOMED = {
@@ -148,6 +153,13 @@ ANALYTE_LOINC = {
 AGENT_RXNORM = {"indomethacin": ("5781", "indomethacin")}
 AGENT_SNOMED = {"radiotherapy": ("108290001", "Radiation oncology AND/OR radiotherapy")}
 PROCEDURE_SNOMED = {"resection": ("65801008", "Excision")}
+# The bedside examination (v2). No LOINC or SNOMED CT code is written for the exam
+# itself, its signs or the movements (none is one to one with the tracker's words);
+# pain, the 0-10 numeric rating, has a LOINC code. A sign's yes / no sits beside
+# SNOMED CT present / absent, as HO presence does.
+PAIN_LOINC = ("72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported")
+SIGN_SNOMED = {"yes": HO_SNOMED["present"], "no": HO_SNOMED["absent"]}
+DEGREES = "deg"  # UCUM code of a range of motion's unit
 # Agents that are not medicines: their courses are written as Procedures.
 PROCEDURE_AGENTS = frozenset({"radiotherapy", "physiotherapy"})
 
@@ -198,6 +210,8 @@ READ_BACK: dict[str, dict[str, dict[str, str]]] = {
     ANALYTE: {LOINC: reverse(ANALYTE_LOINC)},
     AGENT: {RXNORM: reverse(AGENT_RXNORM), SNOMED: reverse(AGENT_SNOMED)},
     PROCEDURE_KIND: {SNOMED: reverse(PROCEDURE_SNOMED)},
+    SIGN: {SNOMED: reverse(SIGN_SNOMED)},
+    ELEMENT: {LOINC: {PAIN_LOINC[0]: "pain"}},
 }
 
 VOCABULARIES = {
@@ -211,6 +225,9 @@ VOCABULARIES = {
     PROCEDURE_KIND: vocab.ProcedureKind,
     ANALYTE: vocab.Analyte,
     PHASE: vocab.Phase,
+    INDICATION: vocab.Indication,
+    SIGN: vocab.Sign,
+    MOVEMENT: vocab.Movement,
 }
 
 

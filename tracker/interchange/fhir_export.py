@@ -8,14 +8,17 @@ export would write. Each interchange row becomes one resource:
 | --- | --- |
 | patients.csv | Patient (mrn as identifier, team as extension) |
 | injuries.csv | Condition (category injury) |
-| imaging.csv | ImagingStudy per study + Observation per site finding (derivedFrom the study) |
+| imaging.csv | ImagingStudy per study (reasonCode: indication) + Observation per finding |
 | bone_scans.csv | Observation (ratio as value, phase and counts as components) |
 | treatments.csv | MedicationStatement, or Procedure for radiotherapy and physiotherapy |
 | procedures.csv | Procedure |
 | labs.csv | Observation (LOINC where one exists) |
+| exams.csv | Observation per examined joint (signs and pain, LOINC 72514-3, as components) |
+| rom.csv | Observation per movement (the movement as code, degrees in UCUM `deg`) |
 
-Derived summaries are added for readers who want them and ignored on import: a
-Condition per site with HO (ICD-10 M61.x) and each finding's stage as a component.
+A site finding's Observation is derivedFrom its study. Derived summaries are added
+for readers who want them and ignored on import: a Condition per site with HO
+(ICD-10 M61.x) and each finding's stage as a component.
 The stage component says which model and which protocol derived it (model-spec 8,
 v2): extensions `model-version` (valueInteger) and `protocol-fingerprint` (valueString).
 The Bundle is validated with `fhir.resources` (its R4B models: R4B changed none of
@@ -32,6 +35,7 @@ import pandas as pd
 from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy.engine import Engine
 
+from tracker import vocab
 from tracker.errors import NotFound
 from tracker.interchange import csv_format as fmt
 from tracker.interchange import fhir_codes as codes
@@ -135,7 +139,7 @@ def patient_resources(
     resources += [_injury(subject, r) for r in rows[fmt.INJURIES.name]]
     imaging = rows[fmt.IMAGING.name]
     for key, findings in _studies(imaging):
-        study = _imaging_study(subject, mrn, key)
+        study = _imaging_study(subject, mrn, key, findings[0]["indication"])
         resources.append(study)
         reference = {"reference": f"urn:uuid:{study['id']}"}
         resources += [_finding(subject, reference, r, provenance) for r in findings]
@@ -145,6 +149,8 @@ def patient_resources(
     resources += [_course(subject, r) for r in rows[fmt.TREATMENTS.name]]
     resources += [_procedure(subject, r) for r in rows[fmt.PROCEDURES.name]]
     resources += [_lab(subject, r) for r in rows[fmt.LABS.name]]
+    resources += [_exam(subject, r) for r in rows[fmt.EXAMS.name]]
+    resources += [_range_of_motion(subject, r) for r in rows[fmt.ROM.name]]
     return resources
 
 
@@ -226,7 +232,9 @@ def _studies(rows: list[Row]) -> Iterable[tuple[tuple[str, str, str], list[Row]]
     return studies.items()
 
 
-def _imaging_study(subject: dict[str, str], mrn: str, key: tuple[str, str, str]) -> Resource:
+def _imaging_study(
+    subject: dict[str, str], mrn: str, key: tuple[str, str, str], indication: str
+) -> Resource:
     date, modality, accession = key
     resource: Resource = {
         "resourceType": "ImagingStudy",
@@ -238,6 +246,8 @@ def _imaging_study(subject: dict[str, str], mrn: str, key: tuple[str, str, str])
         # DICOM NM covers both bone scans and SPECT: the tracker's word says which.
         "extension": [{"url": codes.MODALITY_EXT, "valueCode": modality}],
     }
+    if indication:
+        resource["reasonCode"] = [codes.concept(codes.INDICATION, indication)]
     if accession:
         resource["identifier"] = [
             {
@@ -466,4 +476,60 @@ def _lab(subject: dict[str, str], row: Row) -> Resource:
         "effectiveDateTime": row["date"],
         "valueQuantity": {"value": _number(row["value"]), "unit": row["unit"]},
         "referenceRange": [reference] if reference else None,
+    }
+
+
+_EXAM_CATEGORY = [{"coding": [codes.coding(codes.OBSERVATION_CATEGORY, "exam", "Exam")]}]
+
+
+def _exam(subject: dict[str, str], row: Row) -> Resource:
+    """One joint examined at the bedside: each sign examined, and pain, as components."""
+    components = [
+        _element(
+            sign,
+            valueCodeableConcept=codes.concept(
+                codes.SIGN, row[sign], codes.standard(codes.SIGN_SNOMED, codes.SNOMED, row[sign])
+            ),
+        )
+        for sign in vocab.EXAM_SIGNS
+        if row[sign]
+    ]
+    if row["pain"]:
+        pain = codes.concept(codes.ELEMENT, "pain", codes.coding(codes.LOINC, *codes.PAIN_LOINC))
+        components.append({"code": pain, "valueInteger": int(row["pain"])})
+    return {
+        "resourceType": "Observation",
+        "id": resource_id("Exam", row["mrn"], row["date"], row["site"], row["side"]),
+        "status": "final",
+        "category": _category(codes.EXAM) + _EXAM_CATEGORY,
+        "code": codes.concept(codes.RECORD, codes.EXAM),
+        "subject": subject,
+        "effectiveDateTime": row["date"],
+        "bodySite": _body_site(row["site"], row["side"]),
+        "component": components or None,
+        "note": _note(row["notes"]),
+    }
+
+
+def _range_of_motion(subject: dict[str, str], row: Row) -> Resource:
+    """One movement of one joint measured with a goniometer, in degrees."""
+    movement = row["movement"]
+    code = codes.concept(codes.MOVEMENT, movement)
+    code["text"] = f"range of motion, {code['text']}"
+    key = (row["mrn"], row["date"], row["site"], row["side"], movement)
+    return {
+        "resourceType": "Observation",
+        "id": resource_id("RangeOfMotion", *key),
+        "status": "final",
+        "category": _category(codes.ROM) + _EXAM_CATEGORY,
+        "code": code,
+        "subject": subject,
+        "effectiveDateTime": row["date"],
+        "bodySite": _body_site(row["site"], row["side"]),
+        "valueQuantity": {
+            "value": _number(row["degrees"]),
+            "unit": codes.DEGREES,
+            "system": codes.UCUM,
+            "code": codes.DEGREES,
+        },
     }

@@ -1,16 +1,17 @@
 """FHIR import: a Bundle (as `fhir_export` writes it) back into the store.
 
-The Bundle is turned into interchange rows (the seven CSV files) and handed to the
+The Bundle is turned into interchange rows (the nine CSV files) and handed to the
 CSV import, so a Bundle is checked by exactly the rules a CSV folder is, re-import
 adds nothing (natural keys) and the whole Bundle is stored in one transaction or
 not at all. Every problem the CSV import finds is reported at the FHIR element the
 value came from (`Bundle.entry[3].resource.component[brooker].valueInteger`).
 
 Read: Patient, Condition (injuries; the derived HO Conditions are summaries and
-are skipped), ImagingStudy, Observation (site findings, bone scans, labs; the
-derived `stage` component is skipped), MedicationStatement and Procedure (courses
-and procedures). Anything else is refused, as is a reference that points at no
-entry of the Bundle and a code that names no word of the tracker's vocabulary.
+are skipped), ImagingStudy (with its indication), Observation (site findings, bone
+scans, labs, bedside examinations and range of motion; the derived `stage` component
+is skipped), MedicationStatement and Procedure (courses and procedures). Anything
+else is refused, as is a reference that points at no entry of the Bundle and a
+code that names no word of the tracker's vocabulary.
 
 Hostile input (issue 15) is refused in words, never with a traceback: a file that is
 not JSON (with its line and column), JSON nested deeper than `MAX_DEPTH` (counted
@@ -37,6 +38,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from sqlalchemy.engine import Engine
 
+from tracker import vocab
 from tracker.errors import Problem, ValidationFailed
 from tracker.interchange import csv_format as fmt
 from tracker.interchange import fhir_codes as codes
@@ -349,12 +351,15 @@ class _Resource:
             self._expect(record, (codes.INJURY,))
             self._injury()
         elif kind == "Observation":
-            self._expect(record, (codes.FINDING, codes.BONE_SCAN, codes.LAB))
-            {
+            readers = {
                 codes.FINDING: self._finding,
                 codes.BONE_SCAN: self._bone_scan,
                 codes.LAB: self._lab,
-            }.get(record, lambda: None)()
+                codes.EXAM: self._exam,
+                codes.ROM: self._range_of_motion,
+            }
+            self._expect(record, tuple(readers))
+            readers.get(record, lambda: None)()
         elif kind == "MedicationStatement":
             self._expect(record, (codes.COURSE,))
             self._medication_course()
@@ -504,6 +509,12 @@ class _Resource:
             None,
         )
         self.set("accession", accession, f"{study_at}.identifier")
+        reasons = study_resource.get("reasonCode") or []
+        if reasons:
+            path = f"{study_at}.reasonCode[0]"
+            self.word(reasons[0], codes.INDICATION, path, "indication")
+        else:
+            self.set("indication", "", f"{study_at}.reasonCode")
         self.body_site(r.get("bodySite"), f"{at}.bodySite")
         self.word(r.get("valueCodeableConcept"), codes.HO, f"{at}.valueCodeableConcept", "ho")
         components = self._components((*codes.FINDING_WORDS, "brooker", "size_mm", "stage"))
@@ -537,7 +548,9 @@ class _Resource:
         """Components by name; one the tracker has no column for is refused, not dropped."""
         found = {}
         for index, item in enumerate(self.resource.get("component") or []):
-            name = _code_of(item.get("code"), codes.ELEMENT)
+            name = _code_of(item.get("code"), codes.ELEMENT) or _read_back(
+                item.get("code"), codes.ELEMENT
+            )
             if name not in allowed:
                 self.problem(
                     f"{self.at}.component[{index}].code",
@@ -582,6 +595,46 @@ class _Resource:
                 (reference.get(bound) or {}).get("value"), f"{at}.referenceRange[0].{bound}", column
             )
         self.emit(fmt.LABS)
+
+    def _exam(self) -> None:
+        r, at = self.resource, self.at
+        self.date(r.get("effectiveDateTime"), f"{at}.effectiveDateTime", "date")
+        self.body_site(r.get("bodySite"), f"{at}.bodySite")
+        components = self._components((*vocab.EXAM_SIGNS, "pain"))
+        for sign in vocab.EXAM_SIGNS:
+            item, path = components.get(sign, ({}, f"{at}.component[{sign}]"))
+            concept, seen = item.get("valueCodeableConcept"), item.get("valueBoolean")
+            if concept is not None:
+                self.word(concept, codes.SIGN, f"{path}.valueCodeableConcept", sign)
+            elif seen is not None:  # another system's true / false
+                self.set(sign, "yes" if seen else "no", f"{path}.valueBoolean")
+            elif item:
+                self.problem(path, "needs a valueCodeableConcept (yes or no)")
+            else:
+                self.set(sign, "", path)
+        pain, path = components.get("pain", ({}, f"{at}.component[pain]"))
+        if pain and pain.get("valueInteger") is None:
+            self.problem(path, "needs a valueInteger (the 0-10 rating)")
+        self.number(pain.get("valueInteger"), f"{path}.valueInteger", "pain")
+        self.note(at)
+        self.emit(fmt.EXAMS)
+
+    def _range_of_motion(self) -> None:
+        r, at = self.resource, self.at
+        self.date(r.get("effectiveDateTime"), f"{at}.effectiveDateTime", "date")
+        self.body_site(r.get("bodySite"), f"{at}.bodySite")
+        self.word(r.get("code"), codes.MOVEMENT, f"{at}.code", "movement")
+        quantity = r.get("valueQuantity") or {}
+        path = f"{at}.valueQuantity"
+        code, unit = quantity.get("code"), quantity.get("unit")
+        if (code or unit or codes.DEGREES) not in (codes.DEGREES, "°", "degrees"):
+            self.problem(
+                f"{path}.{'code' if code else 'unit'}",
+                f"'{_shown(code or unit)}' is not a unit of range of motion; "
+                f"degrees are written as UCUM '{codes.DEGREES}'",
+            )
+        self.number(quantity.get("value"), f"{path}.value", "degrees")
+        self.emit(fmt.ROM)
 
     def _lab_unit(self, quantity: dict[str, Any], path: str) -> None:
         """The unit from its UCUM code when there is one (the display text may say
@@ -658,6 +711,15 @@ def _code_of(concept: Any, system: str) -> str | None:
     for c in (concept or {}).get("coding", []) if isinstance(concept, dict) else []:
         if c.get("system") == system:
             return str(c.get("code"))
+    return None
+
+
+def _read_back(concept: Any, system: str) -> str | None:
+    """The tracker word a standard coding of `concept` stands for (codes.READ_BACK)."""
+    for c in (concept or {}).get("coding", []) if isinstance(concept, dict) else []:
+        word = codes.READ_BACK.get(system, {}).get(c.get("system", ""), {}).get(c.get("code"))
+        if word:
+            return word
     return None
 
 

@@ -163,7 +163,8 @@ def records_of(frames: CohortFrames, mrns: Iterable[str]) -> dict[str, rec.Patie
         values = [*fields[:11], None if brooker is None else int(brooker), *fields[12:]]
         return rec.Finding(*values)
 
-    finding_columns = [f for f in rec.Finding.__dataclass_fields__]
+    # (a finding's indication, v2, is read only where a reader gives it)
+    finding_columns = [f for f in rec.Finding.__dataclass_fields__ if f in frames.findings]
     labs = frames.labs[frames.labs["analyte"].isin(["alp", "bone_alp"])]
     injuries = build(frames.injuries, rec.Injury, ["kind", "date"])
     findings = build(frames.findings, finding, finding_columns)
@@ -191,6 +192,12 @@ def record_inputs(frames: Mapping[str, pd.DataFrame]) -> rules.RuleInputs:
         bone_scans=frames["bone_scans"],
         courses=frames["courses"],
         procedures=frames["procedures"],
+        # v2, the bedside rules
+        **{
+            name: frames[name]
+            for name in ("exams", "range_of_motion", "dvt_studies", "d_dimers")
+            if name in frames
+        },
     )
 
 
@@ -270,9 +277,10 @@ def plan(
         if not _thread_bound(engine):
             labs = pool.submit(_read_table, engine, "labs").result
 
+        bedside = bedside_tables(conn)
         return reconcile(
             engine=engine,
-            inputs=record_inputs(frames),
+            inputs=record_inputs({**frames, **bedside}),
             cohort=lambda: CohortFrames(**frames, labs=labs()),
             stored=stored,
             patient_ids=patient_ids,
@@ -305,6 +313,7 @@ def plan_patient(
         if patient_ids.empty:
             raise NotFound(f"No patient with mrn '{mrn}'; check the number or import the patient.")
         stored = _stored(conn, mrn)
+        bedside = bedside_tables(conn, mrn)
     with Session(engine) as session:
         try:
             story = [patient_records(session, mrn)]
@@ -312,6 +321,7 @@ def plan_patient(
             story = []
     frames = cohort_frames(story)
     by_name = {f.name: getattr(frames, f.name) for f in dataclasses.fields(frames)}
+    by_name.update(bedside)
     return reconcile(
         engine=engine,
         inputs=record_inputs(by_name),
@@ -324,6 +334,39 @@ def plan_patient(
         now=now,
         overlap=False,
     )
+
+
+# v2, the bedside rules (rules.BEDSIDE_RULES): what they read besides the cohort frames
+_LIVE = "p.voided_at IS NULL AND {0}.voided_at IS NULL"
+_BEDSIDE_SQL = {
+    "exams": (
+        "SELECT p.mrn, e.date, e.site, e.side, e.swelling, e.warmth, e.erythema "
+        "FROM clinical_exam e JOIN patient p ON p.id = e.patient_id WHERE " + _LIVE.format("e")
+    ),
+    "range_of_motion": (
+        "SELECT p.mrn, m.date, m.site, m.side, m.movement, m.degrees FROM range_of_motion m "
+        "JOIN patient p ON p.id = m.patient_id WHERE " + _LIVE.format("m")
+    ),
+    "dvt_studies": (
+        "SELECT p.mrn, s.date FROM imaging_study s JOIN patient p ON p.id = s.patient_id "
+        "WHERE s.modality = 'ultrasound' AND s.indication = 'dvt_query' AND " + _LIVE.format("s")
+    ),
+    "d_dimers": (
+        "SELECT p.mrn, l.date, l.value, l.ref_high, l.unit FROM lab_result l "
+        "JOIN patient p ON p.id = l.patient_id WHERE l.analyte = 'd_dimer' AND " + _LIVE.format("l")
+    ),
+}
+
+
+def bedside_tables(conn: Connection, mrn: str | None = None) -> dict[str, pd.DataFrame]:
+    """The examinations, range of motion, DVT-query ultrasound studies and D-dimer
+    results the bedside rules read (`rules.RuleInputs`), of one patient or all."""
+    tables = {}
+    for name, sql in _BEDSIDE_SQL.items():
+        query = sql + (" AND p.mrn = :mrn" if mrn is not None else "")
+        result = conn.execute(sa.text(query), {"mrn": mrn} if mrn is not None else {})
+        tables[name] = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return tables
 
 
 def _read_table(engine: Engine, name: str) -> pd.DataFrame:

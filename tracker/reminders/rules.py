@@ -30,6 +30,7 @@ import pandas as pd
 from tracker.protocol import Protocol, ReminderRules
 from tracker.staging.activity import RATIO_SLACK, classify_activity, delayed_series
 from tracker.staging.assess import assess_patient
+from tracker.staging.flags import ROM_SLACK
 from tracker.staging.readiness import Readiness, readiness_verdict, site_criteria
 from tracker.staging.records import PatientRecords, in_canonical_order, site_evidence
 from tracker.staging.stage import site_stage
@@ -82,6 +83,11 @@ class RuleInputs:
     courses: pd.DataFrame
     procedures: pd.DataFrame
     sites: pd.DataFrame | None = None
+    # v2, the bedside rules (model-spec section 9): None when not read
+    exams: pd.DataFrame | None = None  # mrn, date, site, side, swelling, warmth, erythema
+    range_of_motion: pd.DataFrame | None = None  # mrn, date, site, side, movement, degrees
+    dvt_studies: pd.DataFrame | None = None  # mrn, date: ultrasound studies for a DVT query
+    d_dimers: pd.DataFrame | None = None  # mrn, date, value, ref_high, unit
 
 
 SITES = [site.value for site in Site]
@@ -127,6 +133,11 @@ class Cut:
     sites: pd.DataFrame | None  # pid, place, stage, readiness, ready_since (None: not staged)
     as_of: int
     horizon: int
+    # v2, the bedside rules: see `bedside_cut`
+    exams: pd.DataFrame | None = None  # pid, place, day, signs (words, "" for none)
+    motion: pd.DataFrame | None = None  # pid, place, day, movement, degrees
+    dvt_queries: pd.DataFrame | None = None  # pid, day, why (words)
+    loss_fraction: float = 0.20
 
     def pids(self, mrn: pd.Series) -> np.ndarray:
         return np.asarray(self.mrns.get_indexer(pd.Index(np.asarray(mrn, dtype=object))), "int64")
@@ -234,7 +245,9 @@ def cut_at(inputs: RuleInputs, as_of: date, protocol: Protocol) -> Cut:
     findings["hip_ultrasound"] = (
         (modality == "ultrasound") & (inputs.findings["site"] == "hip")
     ).to_numpy(bool)
-    findings["ho"] = _finding_rank(inputs.findings) >= 1
+    rank = _finding_rank(inputs.findings)
+    findings["ho"] = rank >= 1
+    findings["mineral"] = rank >= 2
     scans = keyed(inputs.bone_scans, site=True)
     scans["delayed"] = (inputs.bone_scans["phase"] == "delayed").to_numpy(bool)
     scans["ho"] = scan_shows_ho(inputs.bone_scans, protocol)
@@ -267,6 +280,7 @@ def cut_at(inputs: RuleInputs, as_of: date, protocol: Protocol) -> Cut:
         as_of=today,
         horizon=today + protocol.reminders.horizon_days,
     )
+    cut = bedside_cut(cut, inputs, protocol)
     return cut if inputs.sites is None else cut.with_sites(inputs.sites)
 
 
@@ -627,6 +641,303 @@ def _recurrence(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
     )
 
 
+# --- the bedside rules (v2) -------------------------------------------------------------
+
+BEDSIDE_RULES = ("suspected_ho_imaging", "dvt_query_hip_ultrasound")
+
+_SIGN_WORDS = ("swelling", "warmth", "erythema")
+_SPAN_DAYS = 1 << 20  # as _SPAN below: day numbers packed under a place number
+_DAY_OFFSET = 1 << 19
+
+
+def _packed(place: np.ndarray, day: np.ndarray) -> np.ndarray:
+    return (
+        np.asarray(place, "int64") * _SPAN_DAYS
+        + np.asarray(day, "float64").astype("int64")
+        + _DAY_OFFSET
+    )
+
+
+def _pids_of(mrns: pd.Index, frame: pd.DataFrame) -> np.ndarray:
+    return np.asarray(mrns.get_indexer(pd.Index(np.asarray(frame["mrn"], dtype=object))), "int64")
+
+
+def bedside_cut(cut: Cut, inputs: RuleInputs, protocol: Protocol) -> Cut:
+    """The cut with the bedside records keyed as the others are: dated on or before
+    as_of, of patients with other records (no bedside rule applies to a patient
+    without an injury), at a known site. Exam signs become words ("swelling,
+    warmth"), "" when none was seen; a DVT query says why in words."""
+    today = cut.as_of
+
+    def keyed(frame: pd.DataFrame, site: bool) -> tuple[pd.DataFrame, np.ndarray]:
+        pid = _pids_of(cut.mrns, frame)
+        out = pd.DataFrame({"pid": pid, "day": days(frame["date"])})
+        kept = (pid >= 0) & (out["day"].to_numpy() <= today)
+        if site:
+            out["place"] = _place(pid, site_codes(frame["site"], frame["side"]))
+            kept &= out["place"].to_numpy() >= 0
+        return out[kept].reset_index(drop=True), kept
+
+    exams = motion = dvt = None
+    if inputs.exams is not None:
+        exams, kept = keyed(inputs.exams, site=True)
+        words = np.full(len(exams), "", dtype=object)
+        for sign in _SIGN_WORDS:
+            seen = (inputs.exams[sign] == "yes").to_numpy(bool)[kept]
+            words = np.where(seen, np.where(words == "", sign, words + ", " + sign), words)
+        exams["signs"] = words
+    if inputs.range_of_motion is not None:
+        frame = inputs.range_of_motion
+        motion, kept = keyed(frame, site=True)
+        degrees = pd.to_numeric(frame["degrees"], errors="coerce")
+        motion["movement"] = np.asarray(frame["movement"], dtype=object)[kept]
+        motion["degrees"] = degrees.to_numpy("float64", na_value=np.nan)[kept]
+        motion = motion[~np.isnan(motion["degrees"].to_numpy())].reset_index(drop=True)
+    queries: list[pd.DataFrame] = []
+    studies = inputs.dvt_studies
+    if studies is None and "indication" in inputs.findings:  # findings that name it
+        findings = inputs.findings
+        asked = (findings["modality"] == "ultrasound") & (findings["indication"] == "dvt_query")
+        studies = findings[asked.to_numpy(bool)]
+    if studies is not None:
+        keyed_studies, _ = keyed(studies, site=False)
+        keyed_studies = keyed_studies.drop_duplicates(["pid", "day"])
+        why = "ultrasound for a DVT query on " + _iso(keyed_studies["day"].to_numpy())
+        queries.append(keyed_studies.assign(why=why))
+    if inputs.d_dimers is not None:
+        frame = inputs.d_dimers
+        value = pd.to_numeric(frame["value"], errors="coerce").to_numpy("float64", na_value=np.nan)
+        limit = pd.to_numeric(frame["ref_high"], errors="coerce")
+        above = value > limit.to_numpy("float64", na_value=np.nan)  # no ref_high: False
+        frame = frame[above]
+        raised, kept = keyed(frame, site=False)
+        unit = np.asarray(frame["unit"].fillna(""), dtype=object)[kept]
+        why = (
+            "D-dimer "
+            + _numbers_text(frame["value"])[kept]
+            + np.where(unit == "", "", " " + unit)
+            + " above "
+            + _numbers_text(frame["ref_high"])[kept]
+            + " on "
+            + _iso(raised["day"].to_numpy())
+        )
+        queries.append(raised.assign(why=why))
+    if queries:
+        dvt = pd.concat(queries, ignore_index=True)[["pid", "day", "why"]]
+    return replace(
+        cut,
+        exams=exams,
+        motion=motion,
+        dvt_queries=dvt,
+        loss_fraction=protocol.flags.rom_loss_fraction,
+    )
+
+
+def _numbers_text(values: pd.Series | np.ndarray) -> np.ndarray:
+    """Numbers as short words (130.0 -> "130", 0.55 -> "0.55"), each distinct one once."""
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy("float64", na_value=np.nan)
+    codes, uniques = pd.factorize(numbers)
+    words = np.array([f"{u:g}" for u in uniques] + [""], dtype=object)
+    return words[codes]
+
+
+_EVENTS = ["pid", "place", "day", "why"]
+
+
+def _losses(cut: Cut) -> pd.DataFrame:
+    """pid, place, day, why, movement: each day on which a movement's lowest arc is at least the
+    protocol's fraction below the largest arc of the same movement at the site on an
+    earlier day, both after the site's latest resection before that day: the rom_loss
+    flag (staging.flags.rom_loss_movements) as it stood on each measurement's day."""
+    motion = cut.motion
+    if motion is None or motion.empty:
+        return pd.DataFrame({c: [] for c in [*_EVENTS, "movement"]})
+    resected = np.sort(
+        _packed(cut.resections["place"].to_numpy(), cut.resections["day"].to_numpy())
+    )
+    key = _packed(motion["place"].to_numpy(), motion["day"].to_numpy())
+    # a resection starts the site afresh: the rows between two resections are one era,
+    # and a measurement on the day of a resection is not after it
+    era = np.searchsorted(resected, key, side="left")
+    on_resection = np.zeros(len(key), dtype=bool)
+    if len(resected):
+        on_resection = resected[np.minimum(era, len(resected) - 1)] == key
+    rows = motion.assign(era=era)[~on_resection]
+    by = ["pid", "place", "movement", "era"]
+    daily = (
+        rows.groupby([*by, "day"], sort=True)["degrees"].agg(low="min", high="max").reset_index()
+    )
+    daily["best"] = daily.groupby(by, sort=False)["high"].cummax()
+    prior = daily.groupby(by, sort=False)["best"].shift().to_numpy("float64", na_value=np.nan)
+    low = daily["low"].to_numpy("float64")
+    with np.errstate(invalid="ignore"):
+        shown = (prior > 0) & (prior - low >= cut.loss_fraction * prior - ROM_SLACK)
+    lost = daily[shown]
+    high, low = prior[shown], low[shown]
+    why = (
+        _words(lost["movement"].to_numpy())
+        + " "
+        + _numbers_text(high)
+        + "\u00b0 \u2192 "
+        + _numbers_text(low)
+        + "\u00b0 (\u2212"
+        + _numbers_text(np.round(100 * (high - low) / high))
+        + "%) on "
+        + _iso(lost["day"].to_numpy())
+    )
+    return pd.DataFrame(
+        {
+            "pid": lost["pid"].to_numpy("int64"),
+            "place": lost["place"].to_numpy("int64"),
+            "day": lost["day"].to_numpy("float64"),
+            "why": np.asarray(why, dtype=object),
+            "movement": lost["movement"].to_numpy(object),
+        }
+    )
+
+
+def suspected_ho_wanted(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    """pid, place, day (of the examination or measurement), due, why: the
+    suspected_ho_imaging reminders the records call for (model-spec v2, section 9).
+
+    An examination with swelling, warmth or erythema "yes", or a measurement showing a
+    loss of range (`_losses`), for a patient with an injury other than fop dated at
+    most `injury_window_days` before it, at a site with no evidence at stage
+    mineralising or beyond on that day (after the site's latest resection before it)."""
+    rule = rules.suspected_ho_imaging
+    parts = [_losses(cut)[_EVENTS]]
+    if cut.exams is not None:
+        signs = cut.exams[cut.exams["signs"].to_numpy() != ""]
+        why = signs["signs"].to_numpy() + " at the bedside on " + _iso(signs["day"].to_numpy())
+        parts.append(signs.assign(why=why)[_EVENTS])
+    events = pd.concat(parts, ignore_index=True)
+    if events.empty:
+        return events.assign(due=pd.Series(dtype="float64"))
+    events = events.astype({"pid": "int64", "place": "int64", "day": "float64"})
+    day = events["day"].to_numpy()
+    # an injury other than fop dated within the window before the examination
+    injuries = cut.injuries[(cut.injuries["kind"] != InjuryKind.fop.value).to_numpy(bool)]
+    pairs = (
+        events[["pid", "day"]]
+        .reset_index()
+        .merge(injuries[["pid", "day"]].rename(columns={"day": "injured"}), on="pid")
+    )
+    since = pairs["day"].to_numpy() - pairs["injured"].to_numpy()
+    at_risk = np.zeros(len(events), dtype=bool)
+    at_risk[pairs["index"].to_numpy()[(since >= 0) & (since <= rule.injury_window_days)]] = True
+    # no mineralising or mature evidence at the site by then, since its latest resection
+    resected = np.sort(
+        _packed(cut.resections["place"].to_numpy(), cut.resections["day"].to_numpy())
+    )
+    key = _packed(events["place"].to_numpy(), day)
+    before = np.searchsorted(resected, key, side="right") - 1
+    latest = np.full(len(events), -np.inf)
+    if len(resected):
+        place = events["place"].to_numpy()
+        packed = resected[np.maximum(before, 0)]
+        same = (before >= 0) & ((packed - _DAY_OFFSET) // _SPAN_DAYS == place)
+        latest[same] = (packed - _DAY_OFFSET - place * _SPAN_DAYS)[same]
+    mineral = cut.findings[cut.findings["mineral"].to_numpy(bool)][["place", "day"]]
+    seen = (
+        events[["place"]]
+        .assign(event=day, resected=latest)
+        .reset_index()
+        .merge(mineral, on="place")
+    )
+    inside = (seen["day"] > seen["resected"]) & (seen["day"] <= seen["event"])
+    matured = np.zeros(len(events), dtype=bool)
+    matured[seen["index"].to_numpy()[inside.to_numpy(bool)]] = True
+    kept = events[at_risk & ~matured]
+    return kept.assign(due=kept["day"].to_numpy() + rule.after_days)
+
+
+def dvt_query_wanted(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    """pid, day (of the study or result), due, why: the dvt_query_hip_ultrasound
+    reminders the records call for (model-spec v2, section 9): an ultrasound study for
+    a DVT query, or a D-dimer above its ref_high, for a patient with one of the rule's
+    injuries dated on or before it and no HO evidence at either hip on or before it."""
+    rule = rules.dvt_query_hip_ultrasound
+    events = cut.dvt_queries
+    if events is None or events.empty:
+        return pd.DataFrame({c: [] for c in ["pid", "day", "why", "due"]})
+    events = events.astype({"pid": "int64", "day": "float64"})
+    injuries = cut.injuries[cut.injuries["kind"].isin(rule.injuries).to_numpy(bool)]
+    first_injury = injuries.groupby("pid")["day"].min()
+    injured = first_injury.reindex(events["pid"].to_numpy()).to_numpy()
+    hip = SITES.index(Site.hip.value)
+
+    def at_hip(frame: pd.DataFrame) -> pd.DataFrame:
+        place = frame["place"].to_numpy()
+        mask = frame["ho"].to_numpy(bool) & (place >= 0) & (place % 64 // len(SIDES) == hip)
+        return frame.loc[mask, ["pid", "day"]]
+
+    hip_ho = pd.concat([at_hip(cut.findings), at_hip(cut.scans)]).groupby("pid")["day"].min()
+    first_hip = hip_ho.reindex(events["pid"].to_numpy()).to_numpy()
+    day = events["day"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        applies = (injured <= day) & ~(first_hip <= day)
+    kept = events[applies]
+    return kept.assign(due=kept["day"].to_numpy())
+
+
+DVT_WORDS = ": image both hips with ultrasound (HO mimics DVT)"
+
+
+def suspected_words(why: np.ndarray, place: np.ndarray) -> np.ndarray:
+    """What was seen and what to do: "swelling, warmth at the bedside on 2025-02-10:
+    image the right hip"."""
+    code = np.asarray(place, "int64") % 64
+    site = _words(_SITE_OF[code // len(SIDES)])
+    side = _SIDE_OF[code % len(SIDES)].astype(object)
+    return np.asarray(why, dtype=object) + ": image the " + side + " " + site
+
+
+def _suspected(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    if not rules.suspected_ho_imaging.enabled:
+        return pd.DataFrame()
+    wanted = suspected_ho_wanted(cut, rules)
+    why, place = wanted["why"].to_numpy(), wanted["place"].to_numpy()
+    return _frame(
+        wanted["pid"].to_numpy(),
+        "suspected_ho_imaging",
+        wanted["due"].to_numpy(),
+        lambda i: suspected_words(why[i], place[i]),
+        place,
+    )
+
+
+def _dvt_query(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
+    if not rules.dvt_query_hip_ultrasound.enabled:
+        return pd.DataFrame()
+    wanted = dvt_query_wanted(cut, rules)
+    why = wanted["why"].to_numpy()
+    return _frame(
+        wanted["pid"].to_numpy(),
+        "dvt_query_hip_ultrasound",
+        wanted["due"].to_numpy(),
+        lambda i: why[i] + DVT_WORDS,
+    )
+
+
+def suspected_site_imaged(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
+    """Rows of `subset` (row, place, due) whose site has a finding (any modality) or a
+    bone-scan measurement dated on or after the examination (due - after_days)."""
+    records = pd.concat([cut.findings[["place", "day"]], cut.scans[["place", "day"]]])
+    return _latest_after(subset, "place", records, rules.suspected_ho_imaging.after_days + 1)
+
+
+def hips_imaged_after(subset: pd.DataFrame, cut: Cut, rules: ReminderRules) -> np.ndarray:
+    """Rows of `subset` (row, pid, due) with an ultrasound with a hip finding dated on
+    the due day or up to `window_days` after it (the DVT-query study itself counts)."""
+    scans = cut.findings[cut.findings["hip_ultrasound"].to_numpy()]
+    packed = np.sort(_packed(scans["pid"].to_numpy(), scans["day"].to_numpy()))
+    keys = _packed(subset["pid"].to_numpy(), subset["due"].to_numpy())
+    at = np.searchsorted(packed, keys, side="left")
+    found = at < len(packed)
+    found[found] = packed[at[found]] <= keys[found] + rules.dvt_query_hip_ultrasound.window_days
+    return subset["row"].to_numpy()[found]
+
+
 _BUILDERS: dict[ReminderRule, Callable[[Cut, ReminderRules], pd.DataFrame]] = {
     R.hip_ultrasound_screen: _screens,
     R.consider_prophylaxis: _prophylaxis,
@@ -638,6 +949,8 @@ _BUILDERS: dict[ReminderRule, Callable[[Cut, ReminderRules], pd.DataFrame]] = {
     R.post_resection_prophylaxis: _post_resection,
     R.recurrence_radiograph: _recurrence,
 }
+_BUILDERS[R.suspected_ho_imaging] = _suspected  # v2, the bedside rules
+_BUILDERS[R.dvt_query_hip_ultrasound] = _dvt_query
 
 
 # --- satisfied ------------------------------------------------------------------------
@@ -675,6 +988,8 @@ def satisfied(
         R.post_course_radiograph: _ho_site_radiograph_since,
         R.post_resection_prophylaxis: _post_resection_course,
         R.recurrence_radiograph: _recurrence_radiograph,
+        R.suspected_ho_imaging: suspected_site_imaged,
+        R.dvt_query_hip_ultrasound: hips_imaged_after,
     }
     known = frame[pid >= 0]
     known_rules = rule_of[pid >= 0]
@@ -815,6 +1130,7 @@ def records_frames(records: PatientRecords) -> dict[str, pd.DataFrame]:
                     "uptake": f.uptake,
                     "brooker": f.brooker,
                     "della_valle": f.della_valle,
+                    "indication": f.indication,
                 }
                 for f in records.findings
             ],
@@ -830,6 +1146,7 @@ def records_frames(records: PatientRecords) -> dict[str, pd.DataFrame]:
                 "uptake",
                 "brooker",
                 "della_valle",
+                "indication",
             ],
         ),
         "bone_scans": frame(
@@ -866,6 +1183,35 @@ def records_frames(records: PatientRecords) -> dict[str, pd.DataFrame]:
                 for p in records.procedures
             ],
             ["mrn", "kind", "date", "site", "side"],
+        ),
+        **bedside_frames(records),
+    }
+
+
+def bedside_frames(records: PatientRecords) -> dict[str, pd.DataFrame]:
+    """One patient's examinations, range of motion and D-dimer results as the bedside
+    rule inputs (`RuleInputs.exams`, `.range_of_motion`, `.d_dimers`); the DVT-query
+    studies come with the findings (`indication`)."""
+    mrn = records.mrn
+    exams = ["date", "site", "side", "swelling", "warmth", "erythema"]
+    motion = ["date", "site", "side", "movement", "degrees"]
+    labs = ["date", "value", "ref_high", "unit"]
+    return {
+        "exams": pd.DataFrame(
+            [{"mrn": mrn, **{c: getattr(e, c) for c in exams}} for e in records.exams],
+            columns=["mrn", *exams],
+        ),
+        "range_of_motion": pd.DataFrame(
+            [{"mrn": mrn, **{c: getattr(m, c) for c in motion}} for m in records.range_of_motion],
+            columns=["mrn", *motion],
+        ),
+        "d_dimers": pd.DataFrame(
+            [
+                {"mrn": mrn, **{c: getattr(lab, c) for c in labs}}
+                for lab in records.labs
+                if lab.analyte == "d_dimer"
+            ],
+            columns=["mrn", *labs],
         ),
     }
 
@@ -977,6 +1323,62 @@ def patient_inputs(records: PatientRecords, as_of: date, protocol: Protocol) -> 
         columns=["mrn", "site", "side", "stage", "readiness", "ready_since"],
     )
     return RuleInputs(**records_frames(records), sites=sites)
+
+
+def bedside_for_patient(
+    records: PatientRecords, as_of: date, protocol: Protocol
+) -> list[WantedReminder]:
+    """The bedside reminders (suspected_ho_imaging, dvt_query_hip_ultrasound) one
+    patient's records call for on as_of, due up to the horizon (the ones `for_patient`
+    gives among the rest)."""
+    rules = protocol.reminders
+    cut = cut_at(RuleInputs(**records_frames(records)), as_of, protocol)
+    wanted: list[WantedReminder] = []
+    if rules.suspected_ho_imaging.enabled:
+        suspected = suspected_ho_wanted(cut, rules)
+        words = suspected_words(suspected["why"].to_numpy(), suspected["place"].to_numpy())
+        for row, why in zip(suspected.to_dict("records"), words, strict=True):
+            site, side = _site_side(int(row["place"]))
+            due = from_day_number(row["due"])
+            wanted.append(WantedReminder("suspected_ho_imaging", site, side, due, why))
+    if rules.dvt_query_hip_ultrasound.enabled:
+        for row in dvt_query_wanted(cut, rules).to_dict("records"):
+            why = row["why"] + DVT_WORDS
+            due = from_day_number(row["due"])
+            wanted.append(WantedReminder("dvt_query_hip_ultrasound", None, None, due, why))
+    seen: set[tuple[str, str | None, str | None, date]] = set()
+    unique = []
+    for item in sorted(wanted, key=lambda w: (w.rule, w.site or "", w.side or "", w.due)):
+        if (item.rule, item.site, item.side, item.due) not in seen:
+            seen.add((item.rule, item.site, item.side, item.due))
+            unique.append(item)
+    return [w for w in unique if day_number(w.due) <= cut.horizon]
+
+
+def bedside_satisfied(
+    records: PatientRecords, as_of: date, protocol: Protocol, reminder: WantedReminder
+) -> bool:
+    """Whether the record that closes a bedside reminder is logged on or before as_of."""
+    cut = cut_at(RuleInputs(**records_frames(records)), as_of, protocol)
+    pid = cut.pids(pd.Series([records.mrn]))
+    site = pd.Series([reminder.site]), pd.Series([reminder.side])
+    subset = pd.DataFrame(
+        {
+            "row": [0],
+            "pid": pid,
+            "place": _place(pid, site_codes(*site)),
+            "due": [float(day_number(reminder.due))],
+        }
+    )
+    check = suspected_site_imaged if reminder.rule == "suspected_ho_imaging" else hips_imaged_after
+    return len(check(subset, cut, protocol.reminders)) > 0
+
+
+def _site_side(place: int) -> tuple[str | None, str | None]:
+    if place < 0:
+        return None, None
+    code = place % 64
+    return SITES[code // len(SIDES)], SIDES[code % len(SIDES)]
 
 
 def for_patient(records: PatientRecords, as_of: date, protocol: Protocol) -> list[WantedReminder]:

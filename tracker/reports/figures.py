@@ -102,12 +102,38 @@ def trend_pages(trend: PatientTrend, per_page: int = 3) -> list[Figure]:
     sites = list(trend.sites)
     if not sites:
         return [trend_figure(trend)]
-    chunks = [sites[i : i + per_page] for i in range(0, len(sites), per_page)]
+    chunks = _page_chunks(sites, [panels.plan_site(s, trend).height_in for s in sites], per_page)
     with _styled():
         return [
             _patient_figure(trend, chunk, page=(n + 1, len(chunks)))
             for n, chunk in enumerate(chunks)
         ]
+
+
+PAGE_IN = 10.5  # the tallest figure an A4 page takes with the report's margins
+# room for the panels on a page, whatever legend they get (every entry, in columns)
+PANELS_PAGE_IN = (
+    PAGE_IN
+    - SUPTITLE_IN
+    - LEGEND_PAD_IN
+    - math.ceil(len(panels.LEGEND_ORDER) / LEGEND_COLUMNS) * LEGEND_ROW_IN
+)
+
+
+def _page_chunks(
+    sites: list[SiteTrend], heights: list[float], per_page: int
+) -> list[list[SiteTrend]]:
+    """At most `per_page` panels a page, fewer where range-of-motion panels make them
+    taller than a page holds; a page always takes at least one panel."""
+    chunks: list[list[SiteTrend]] = []
+    used = 0.0
+    for site, height in zip(sites, heights, strict=True):
+        if not chunks or len(chunks[-1]) >= per_page or used + height > PANELS_PAGE_IN:
+            chunks.append([])
+            used = 0.0
+        chunks[-1].append(site)
+        used += height
+    return chunks
 
 
 def _patient_figure(
@@ -119,9 +145,14 @@ def _patient_figure(
     legend = Legend()
     fig = Figure(figsize=(WIDTH_IN, 1.0))  # sized once the legend is known
     axes = [fig.add_axes((0.0, 0.0, 1.0, 1.0)) for _ in plans]
+    # a range-of-motion panel under each site that has measurements, on its time axis
+    motion: list[Axes | None] = [
+        fig.add_axes((0.0, 0.0, 1.0, 1.0), sharex=ax) if plan.has_motion else None
+        for ax, plan in zip(axes, plans, strict=True)
+    ]
     if not sites:
         panels.draw_timeline_only(axes[0], trend, plans[0], legend)
-    for ax, site, plan in zip(axes, sites, plans, strict=False):
+    for ax, site, plan, under in zip(axes, sites, plans, motion, strict=False):
         panels.draw_site(ax, site, plan, trend.as_of, legend)
         ax.set_title(
             f"{capital(place(site.site, site.side))}: {_stage_words(site)}",
@@ -129,14 +160,22 @@ def _patient_figure(
             fontweight="bold",
         )
         _readiness_title(ax, site)
+        if under is not None:
+            panels.draw_motion(under, site, plan, trend.as_of)
+            ax.tick_params(axis="x", labelbottom=False)  # the dates go under the motion
     handles, labels = legend.ordered()
     legend_in = LEGEND_PAD_IN + math.ceil(len(labels) / LEGEND_COLUMNS) * LEGEND_ROW_IN
     height = SUPTITLE_IN + sum(p.height_in for p in plans) + legend_in
     fig.set_size_inches(WIDTH_IN, height)
     top = height - SUPTITLE_IN
-    for ax, plan in zip(axes, plans, strict=True):
+    for ax, plan, under in zip(axes, plans, motion, strict=True):
         bottom = top - panels.ABOVE_IN - plan.axes_in
         ax.set_position(_box(panels.LEFT_IN, bottom, panels.AXES_WIDTH_IN, plan.axes_in, height))
+        if under is not None:
+            bottom -= plan.motion_in
+            under.set_position(
+                _box(panels.LEFT_IN, bottom, panels.AXES_WIDTH_IN, panels.MOTION_IN, height)
+            )
         top = bottom - panels.BELOW_IN
     where = f" (page {page[0]} of {page[1]})" if page and page[1] > 1 else ""
     fig.suptitle(

@@ -82,6 +82,9 @@ PLAIN_IN = 0.30  # a panel without ratios: room for its note
 ROW_IN = 0.17  # one row of treatment courses
 COURSE_FONT = 6.2
 MAX_ROWS = 4
+# The range-of-motion panel under a site's ratio panel (model-spec v2, section 10).
+MOTION_GAP_IN = 0.22  # between the ratio panel and the motion panel: its legend
+MOTION_IN = 1.0  # the motion plot
 
 
 OPEN_MARKER = "open marker: study showed no HO"
@@ -132,6 +135,7 @@ class PanelPlan:
     spans: tuple[CourseSpan, ...]
     rows: tuple[int, ...]
     has_ratios: bool
+    has_motion: bool = False  # a range-of-motion panel goes under the site's panel
 
     @property
     def row_count(self) -> int:
@@ -144,8 +148,13 @@ class PanelPlan:
         return STRIP_IN + body + courses
 
     @property
+    def motion_in(self) -> float:
+        """The height the range-of-motion panel adds (none without measurements)."""
+        return MOTION_GAP_IN + MOTION_IN if self.has_motion else 0.0
+
+    @property
     def height_in(self) -> float:
-        return self.axes_in + OVERHEAD_IN
+        return self.axes_in + OVERHEAD_IN + self.motion_in
 
     def fraction(self, inches: float) -> float:
         return inches / self.axes_in
@@ -163,7 +172,7 @@ def plan_site(site: SiteTrend, trend: PatientTrend) -> PanelPlan:
     start, end = date_range(site, trend.as_of)
     spans = tuple(c for c in trend.courses if c.applies_to(site.site, site.side))
     rows = course_rows(spans, trend.as_of, days_per_char(start, end))
-    return PanelPlan(start, end, spans, tuple(rows), site.has_ratios)
+    return PanelPlan(start, end, spans, tuple(rows), site.has_ratios, bool(site.motion))
 
 
 def plan_timeline(trend: PatientTrend) -> PanelPlan:
@@ -179,6 +188,8 @@ def date_range(site: SiteTrend, as_of: date, *, compact: bool = False) -> tuple[
     """From the injury months are counted from (or the first evidence) to as_of or the
     end of the forecast interval or the advisory waiting time, whichever is last."""
     first = site.first_date
+    if not compact:  # range of motion measured before the imaging is drawn too
+        first = min([first, *(p.date for series in site.motion for p in series.points)])
     if compact:
         first = min((p.date for p in site.delayed), default=first)
     elif site.injury is not None and site.injury.date <= first:
@@ -645,6 +656,72 @@ def draw_waiting(ax: Axes, site: SiteTrend, legend: Legend) -> None:
     legend.add(
         "advisory waiting time met",
         Line2D([], [], color=GREEN, linestyle=":", linewidth=1.8),
+    )
+
+
+# Each movement a colour, a marker and a line style of its own, the same on every panel.
+MOVEMENT_STYLES: dict[str, tuple[str, str, Any]] = {
+    "flexion": (BLUE, "o", "-"),
+    "extension": (VERMILLION, "s", "--"),
+    "abduction": (GREEN, "^", "-."),
+    "adduction": (PURPLE, "v", ":"),
+    "internal_rotation": (ORANGE, "D", "-"),
+    "external_rotation": (SKY_BLUE, "<", "--"),
+    "pronation": (BLACK, "p", "-."),
+    "supination": (GREY, "h", ":"),
+    "dorsiflexion": (BLUE, "s", ":"),
+    "plantarflexion": (VERMILLION, "o", "-."),
+}
+
+
+def draw_motion(ax: Axes, site: SiteTrend, plan: PanelPlan, as_of: date) -> None:
+    """The site's range of motion under its ratio panel, on the same time axis (the
+    axes share x): a line per movement, the courses shaded, the resections drawn."""
+    ax.set_gid(f"motion/{site.site}/{site.side}")
+    top = max((p.degrees for s in site.motion for p in s.points), default=0.0) + 10
+    ax.set_ylim(0, top)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5]))
+    ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= top])
+    ax.set_ylabel("range of motion\n(degrees)")
+    ax.grid(axis="y", color="#DDDDDD", linewidth=0.6)
+    for span in plan.spans:
+        begins = max(span.start, plan.start)
+        ax.axvspan(
+            begins,  # type: ignore[arg-type]
+            max(span.end or as_of, begins + timedelta(days=1)),  # type: ignore[arg-type]
+            color=GREY,
+            alpha=0.13,
+            linewidth=0,
+            zorder=0,
+            gid="motion/course",
+        )
+    for when in site.resections:
+        ax.axvline(when, color=BLACK, linewidth=2.0, zorder=3, gid="motion/resection")  # type: ignore[arg-type]
+    ax.axvline(as_of, color=GREY, linewidth=1.0, zorder=2, gid="motion/as_of")  # type: ignore[arg-type]
+    for series in site.motion:
+        colour, marker, style = MOVEMENT_STYLES.get(series.movement, (GREY, "o", "-"))
+        ax.plot(
+            dates(p.date for p in series.points),
+            [p.degrees for p in series.points],
+            color=colour,
+            marker=marker,
+            markersize=4,
+            linestyle=style,
+            linewidth=1.2,
+            label=words(series.movement),
+            zorder=5,
+            gid=f"motion/{series.movement}",
+        )
+    ax.legend(  # above the plot, in the gap under the ratio panel: it hides no point
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncols=len(site.motion),
+        fontsize=6.5,
+        frameon=False,
+        handlelength=2.4,
+        columnspacing=1.4,
+        borderaxespad=0.1,
+        borderpad=0.0,
     )
 
 

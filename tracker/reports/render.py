@@ -32,6 +32,7 @@ from tracker.reports.figures import (
     figure_bytes,
     trend_pages,
 )
+from tracker.reports.trends import resection_motion
 from tracker.staging.readiness import Readiness
 from tracker.staging.stage import Stage
 from tracker.templating import jinja_environment
@@ -57,7 +58,23 @@ def environment() -> Environment:
     env.filters["value"] = _value
     env.filters["ratio"] = _ratio
     env.filters["css_string"] = _css_string
+    env.filters["degrees"] = _degrees
+    env.filters["degree_change"] = _degree_change
     return env
+
+
+def _degrees(value: float) -> str:
+    """A goniometer reading: '100°', '12.5°'."""
+    return f"{value:.1f}".removesuffix(".0") + "°"
+
+
+def _degree_change(value: float | None) -> str:
+    """Degrees gained or lost: '+25°', '−30°' (a minus sign, not a hyphen), '0°';
+    a dash when one side was not measured."""
+    if value is None:
+        return "—"
+    sign = "+" if value > 0 else "−" if value < 0 else ""
+    return sign + _degrees(abs(value))
 
 
 def _value(value: Any) -> str:
@@ -128,6 +145,7 @@ def render_patient_html(report: PatientReport, medium: Medium = "screen") -> str
             patient_line=patient_line(report.header),
             sites=sites,
             curves=[site.curve is not None for site in report.trend.sites],
+            motion=[resection_motion(site) for site in report.trend.sites],
             figures=figure_uris(trend_pages(report.trend), medium),
             **_common(
                 report.as_of,

@@ -11,7 +11,7 @@ This module only puts those answers side by side, site by site, for drawing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from tracker.protocol import Protocol
@@ -20,10 +20,10 @@ from tracker.staging.activity import DailyRatio, delayed_series
 from tracker.staging.assess import forecast_applies
 from tracker.staging.forecast import recovery_series
 from tracker.staging.readiness import kim_threshold, waiting_time_end
-from tracker.staging.records import BoneScan, Course, Injury, as_of_cut
+from tracker.staging.records import BoneScan, Course, Injury, RangeOfMotion, as_of_cut
 from tracker.staging.stage import Stage, finding_stage
 from tracker.staging.trend import FittedCurve, fitted_curve, site_episodes, stage_onsets
-from tracker.vocab import Phase, ProcedureKind
+from tracker.vocab import Movement, Phase, ProcedureKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,48 @@ class CourseSpan:
 
 
 @dataclass(frozen=True, slots=True)
+class MotionPoint:
+    """One goniometer measurement of a movement (model-spec v2, section 10)."""
+
+    date: date
+    degrees: float
+
+
+@dataclass(frozen=True, slots=True)
+class MotionSeries:
+    """A movement's range of motion at the site over time, in date order."""
+
+    movement: str  # Movement
+    points: tuple[MotionPoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MotionChange:
+    """One movement around a resection: the last measurement on or before it (since
+    any earlier resection) and the latest after it (up to the next one, or as_of)."""
+
+    movement: str  # Movement
+    before: MotionPoint | None
+    after: MotionPoint | None
+
+    @property
+    def change(self) -> float | None:
+        """Degrees gained (positive) or lost (negative); None unless both are measured."""
+        if self.before is None or self.after is None:
+            return None
+        return self.after.degrees - self.before.degrees
+
+
+@dataclass(frozen=True, slots=True)
+class ResectionMotion:
+    """The range of motion before and after one resection of the site; no changes when
+    the site's range of motion was never measured."""
+
+    resected_on: date
+    changes: tuple[MotionChange, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SiteTrend:
     site: str
     side: str
@@ -74,6 +116,8 @@ class SiteTrend:
     curve: FittedCurve | None  # the recovery curve, where the engine fits one
     waiting_until: date | None  # the day the advisory waiting time is met
     injury: Injury | None  # the injury months are counted from
+    # range of motion at the site, one series per movement in the vocabulary's order
+    motion: tuple[MotionSeries, ...] = ()
 
     @property
     def delayed(self) -> tuple[DailyRatio, ...]:
@@ -127,12 +171,22 @@ def patient_trend(
     assessment: PatientAssessment,
     protocol: Protocol,
     courses: Sequence[CourseSpan] | None = None,
+    motion: Sequence[RangeOfMotion] | None = None,
 ) -> PatientTrend:
-    """Every assessed site's trend; `courses` default to the records' own (no site)."""
+    """Every assessed site's trend; `courses` default to the records' own (no site),
+    `motion` (range-of-motion measurements) to the records' own."""
     as_of = assessment.as_of
     cut = as_of_cut(records, as_of)
     spans = tuple(c for c in (courses or course_spans(cut.courses, as_of)) if c.start <= as_of)
-    sites = tuple(_site_trend(cut, site, as_of, protocol) for site in assessment.sites)
+    given = cut.range_of_motion if motion is None else motion
+    measured = tuple(m for m in given if m.date <= as_of)  # later ones never count
+    sites = tuple(
+        replace(
+            _site_trend(cut, site, as_of, protocol),
+            motion=motion_series(measured, (site.site, site.side)),
+        )
+        for site in assessment.sites
+    )
     return PatientTrend(
         mrn=assessment.mrn, as_of=as_of, injuries=cut.injuries, courses=spans, sites=sites
     )
@@ -184,6 +238,59 @@ def _site_trend(
         ),
         injury=_reference_injury(cut.injuries, evidences[0].first_date),
     )
+
+
+_MOVEMENT_ORDER = {m.value: n for n, m in enumerate(Movement)}
+
+
+def motion_series(
+    measured: Iterable[RangeOfMotion], key: tuple[str, str]
+) -> tuple[MotionSeries, ...]:
+    """The site's range of motion, a series per movement (the vocabulary's order), each
+    in date order; one value a day (the largest, should a day have two)."""
+    by_movement: dict[str, dict[date, float]] = {}
+    for m in measured:
+        if (m.site, m.side) == key:
+            days = by_movement.setdefault(str(m.movement), {})
+            days[m.date] = max(float(m.degrees), days.get(m.date, 0.0))
+    return tuple(
+        MotionSeries(movement, tuple(MotionPoint(d, v) for d, v in sorted(days.items())))
+        for movement, days in sorted(
+            by_movement.items(), key=lambda item: (_MOVEMENT_ORDER.get(item[0], 99), item[0])
+        )
+    )
+
+
+def resection_motion(site: SiteTrend) -> tuple[ResectionMotion, ...]:
+    """For each resection of the site, every movement measured there: the last value on
+    or before the resection (after any earlier one) and the latest after it (up to and
+    including the day of the next resection, when the next one's baseline is taken)."""
+    resections = sorted(site.resections)
+    outcomes = []
+    for n, resected_on in enumerate(resections):
+        earlier = resections[n - 1] if n else None
+        later = resections[n + 1] if n + 1 < len(resections) else None
+        changes = []
+        for series in site.motion:
+            before = [
+                p
+                for p in series.points
+                if p.date <= resected_on and (earlier is None or p.date > earlier)
+            ]
+            after = [
+                p
+                for p in series.points
+                if p.date > resected_on and (later is None or p.date <= later)
+            ]
+            changes.append(
+                MotionChange(
+                    series.movement,
+                    before[-1] if before else None,
+                    after[-1] if after else None,
+                )
+            )
+        outcomes.append(ResectionMotion(resected_on, tuple(changes)))
+    return tuple(outcomes)
 
 
 def _points(scans: Iterable[BoneScan]) -> tuple[DailyRatio, ...]:

@@ -41,6 +41,7 @@ from tracker.services.patients import display_name, list_patients, timeline
 from tracker.staging import assess_patient, to_json
 from tracker.staging.assess import MODEL_VERSION
 from tracker.staging.cohort import cohort_as_json_sites
+from tracker.staging.records import RangeOfMotion
 from tracker.store.loaders import patient_records, story_records
 from tracker.store.story import PatientStory, load_story
 
@@ -127,7 +128,9 @@ def patient_report(
     with Session(engine) as session:
         story = load_story(session, mrn)
     records = story_records(story)
-    trend = patient_trend(records, assessment, protocol, courses=_course_spans(story, as_of))
+    trend = patient_trend(
+        records, assessment, protocol, courses=_course_spans(story, as_of), motion=_motion(story)
+    )
     events = timeline(story)
     shown = tuple(
         TimelineRow(e.date, e.kind, e.summary, tuple(e.details)) for e in events if e.date <= as_of
@@ -187,6 +190,14 @@ def _course_spans(story: PatientStory, as_of: dt.date) -> tuple[CourseSpan, ...]
         )
         for c in sorted(story.courses, key=lambda c: (c.start_date, c.agent))
         if c.start_date <= as_of
+    )
+
+
+def _motion(story: PatientStory) -> tuple[RangeOfMotion, ...]:
+    """The range of motion measured at the bedside, drawn under each site's panel."""
+    return tuple(
+        RangeOfMotion(date=m.date, site=m.site, side=m.side, movement=m.movement, degrees=m.degrees)
+        for m in story.range_of_motion
     )
 
 

@@ -19,11 +19,13 @@ from tracker.staging.readiness import Criterion, Readiness, Status
 from tracker.staging.records import (
     BoneScan,
     Course,
+    Exam,
     Finding,
     Injury,
     Lab,
     PatientRecords,
     Procedure,
+    RangeOfMotion,
 )
 from tracker.staging.stage import Stage
 
@@ -34,6 +36,7 @@ __all__ = [
     "Course",
     "Criterion",
     "DailyRatio",
+    "Exam",
     "Finding",
     "Flag",
     "Forecast",
@@ -42,6 +45,7 @@ __all__ = [
     "PatientAssessment",
     "PatientRecords",
     "Procedure",
+    "RangeOfMotion",
     "Readiness",
     "RecoverySeries",
     "SiteAssessment",

@@ -10,7 +10,7 @@ and day once, so that per-site questions become reductions over runs of rows.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from tracker.staging.records import (
     Lab,
     PatientRecords,
     Procedure,
+    RangeOfMotion,
 )
 from tracker.vocab import CORTEX_MODALITIES, Phase, ProcedureKind
 
@@ -45,6 +46,15 @@ class CohortFrames:
     courses: pd.DataFrame  # mrn, agent, intent, start_date, end_date, planned_weeks
     procedures: pd.DataFrame  # mrn, kind, date, site, side
     labs: pd.DataFrame  # mrn, date, analyte, value, ref_high, unit
+    # mrn, date, site, side, movement, degrees (model-spec v2, section 10); none when
+    # the reader leaves it out
+    range_of_motion: pd.DataFrame = field(default_factory=lambda: _empty(RangeOfMotion))
+
+
+def _empty(record: Any) -> pd.DataFrame:
+    frame = pd.DataFrame(columns=["mrn", *(f.name for f in fields(record))])
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
 
 
 _RECORDS: dict[str, Any] = {
@@ -54,6 +64,7 @@ _RECORDS: dict[str, Any] = {
     "courses": Course,
     "procedures": Procedure,
     "labs": Lab,
+    "range_of_motion": RangeOfMotion,
 }
 
 
@@ -97,16 +108,17 @@ class CohortRecords:
             cut(frames.courses, "start_date"),
             cut(frames.labs),
         )
-        placed = (findings, scans, procedures)
+        motion = cut(frames.range_of_motion)
+        placed = (findings, scans, procedures, motion)
         patient, self.mrns = col.ranked(
-            [f["mrn"] for f in (*placed, injuries, courses, labs)], defining=2
+            [f["mrn"] for f in (*placed[:3], injuries, courses, labs, motion)], defining=2
         )
         site, site_names = col.ranked([f["site"] for f in placed], defining=2)
         side, side_names = col.ranked([f["side"] for f in placed], defining=2)
         sites, sides = len(site_names), len(side_names)
         keys = [
             np.where((p < 0) | (s < 0) | (d < 0), -1, (p * sites + s) * sides + d)
-            for p, s, d in zip(patient[:3], site, side, strict=True)
+            for p, s, d in zip([*patient[:3], patient[6]], site, side, strict=True)
         ]
         site_keys, site_ids = col.dense_ranks(np.concatenate(keys[:2]))
         self.size = len(site_keys)
@@ -131,6 +143,13 @@ class CohortRecords:
         self.injuries, self.injury_patient = _of_patients(injuries, patient[3])
         self.courses, self.course_patient = _of_patients(courses, patient[4])
         self.labs, self.lab_patient = _of_patients(labs, patient[5])
+
+        # range of motion at a site that exists (it never makes one), after the site's
+        # latest resection (model-spec v2, sections 6 and 10)
+        at = np.clip(np.searchsorted(site_keys, keys[3]), 0, max(self.size - 1, 0))
+        placed_rom = (keys[3] >= 0) & (site_keys[at] == keys[3]) if self.size else keys[3] < -1
+        self.motion = Motion(motion[placed_rom], at[placed_rom])
+        self.motion = self.motion.subset(self.motion.after(self.resected))
 
     @property
     def patients(self) -> int:
@@ -198,6 +217,17 @@ class Findings(_Columns):
         )
         early = self.ho.isin("present", "indeterminate") | self.uptake.isin("increased")
         self.stage: Ints = np.select([mature, mineralising, early], [3, 2, 1], 0)
+
+
+class Motion(_Columns):
+    """Range-of-motion measurements at sites (model-spec v2, section 10)."""
+
+    def __init__(self, frame: pd.DataFrame, site: Ints) -> None:
+        day = col.days(frame["date"])
+        order = self._sort(site, day)
+        self.site, self.day = site[order], day[order]
+        self.movement: Coded = Coded.of(frame["movement"]).take(order)
+        self.degrees: Floats = col.numbers(frame["degrees"])[order]
 
 
 class Scans(_Columns):

@@ -19,6 +19,7 @@ from tracker.staging.activity import RATIO_SLACK
 from tracker.staging.assess import MODEL_VERSION
 from tracker.staging.cohort_columns import Bools, Floats, Ints, Texts, filled, iso, render, text
 from tracker.staging.cohort_records import CohortRecords
+from tracker.staging.flags import ROM_SLACK
 from tracker.staging.forecast import MIN_POINTS, forecast_offsets
 from tracker.staging.readiness import number
 from tracker.vocab import InjuryKind, Intent
@@ -32,6 +33,7 @@ FLAGS = (  # sorted, as a site's flags are listed
     "progression_after_treatment",
     "recurrence",
     "rising_activity",
+    "rom_loss",
 )
 COLUMNS = [
     "mrn",
@@ -485,12 +487,40 @@ class CohortSites:
             "progression_after_treatment": progression,
             "recurrence": recurrence,
             "rising_activity": self.activity == "rising",
+            "rom_loss": self._rom_loss(),
         }
         names = filled(self.size, "")
         for name in FLAGS:
             on = raised[name]
             names[on] = np.where(names[on] == "", name, text(names[on], ";" + name))
         self.flag_names = names
+
+    def _rom_loss(self) -> Bools:
+        """flags.rom_loss_movements: for some movement at the site, the lowest arc on
+        its latest day is at least the protocol's fraction below the largest arc of
+        an earlier day (the same expression as flags.rom_loss_shown)."""
+        m, lost = self.c.motion, np.zeros(self.size, dtype=bool)
+        known = ~np.isnan(m.degrees)
+        if not known.any():
+            return lost
+        rows = pd.DataFrame(
+            {
+                "site": m.site[known],
+                "movement": m.movement.codes[known],
+                "day": m.day[known],
+                "degrees": m.degrees[known],
+            }
+        )
+        by = ["site", "movement"]
+        last = (rows["day"] == rows.groupby(by)["day"].transform("max")).to_numpy(bool)
+        latest = rows[last].groupby(by)["degrees"].min()
+        earlier = rows[~last].groupby(by)["degrees"].max()
+        both = pd.concat({"latest": latest, "earlier": earlier}, axis=1, join="inner")
+        high, low = both["earlier"].to_numpy(np.float64), both["latest"].to_numpy(np.float64)
+        fraction = self.protocol.flags.rom_loss_fraction
+        shown = (high > 0) & (high - low >= fraction * high - ROM_SLACK)
+        lost[both.index.get_level_values("site").to_numpy()[shown]] = True
+        return lost
 
     def _stage_advances(self) -> tuple[Ints, Ints]:
         """flags.stage_advance_dates: days on which a site moves from early or

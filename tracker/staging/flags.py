@@ -8,7 +8,15 @@ from enum import StrEnum
 
 from tracker.protocol import FlagRules, StageRules
 from tracker.staging.activity import Activity
-from tracker.staging.records import BoneScan, Course, Finding, Injury, PatientRecords, SiteEvidence
+from tracker.staging.records import (
+    BoneScan,
+    Course,
+    Finding,
+    Injury,
+    PatientRecords,
+    RangeOfMotion,
+    SiteEvidence,
+)
 from tracker.staging.stage import Stage, dated_stages, della_valle_rank, evidence_stage
 from tracker.vocab import InjuryKind, Intent
 
@@ -20,6 +28,11 @@ class Flag(StrEnum):
     progression_after_treatment = "progression_after_treatment"
     recurrence = "recurrence"
     rising_activity = "rising_activity"
+    rom_loss = "rom_loss"
+
+
+# Degrees compared beyond floating-point noise: exactly 20% below is a loss.
+ROM_SLACK = 1e-9
 
 
 def first_ho_date(records: Iterable[Finding | BoneScan], rules: StageRules) -> date | None:
@@ -58,6 +71,33 @@ def is_recurrence(site_first: date | None, resected_on: date | None) -> bool:
     """HO evidence at the site after its latest resection (its evidence is only what
     follows that resection, model-spec section 3)."""
     return site_first is not None and resected_on is not None and site_first > resected_on
+
+
+def rom_loss_shown(latest: float, largest_earlier: float, fraction: float) -> bool:
+    """Whether an arc of `latest` degrees is at least `fraction` below the largest
+    earlier arc of the same movement (model-spec v2, section 6). The cohort path
+    (`cohort_sites`) and the reminders compute exactly this expression."""
+    return (
+        largest_earlier > 0 and largest_earlier - latest >= fraction * largest_earlier - ROM_SLACK
+    )
+
+
+def rom_loss_movements(measurements: Sequence[RangeOfMotion], fraction: float) -> list[str]:
+    """The movements whose latest measurement shows a loss of range: at least
+    `fraction` below the largest measurement of that movement on an earlier day.
+
+    `measurements` are one site's, already cut at as_of and after its latest
+    resection (`SiteEvidence.range_of_motion`). Two values on the latest day (the
+    store keeps one per day) count as the lower of them."""
+    lost: list[str] = []
+    for movement in sorted({str(m.movement) for m in measurements}):
+        rows = [m for m in measurements if m.movement == movement]
+        last = max(m.date for m in rows)
+        latest = min(float(m.degrees) for m in rows if m.date == last)
+        earlier = [float(m.degrees) for m in rows if m.date < last]
+        if earlier and rom_loss_shown(latest, max(earlier), fraction):
+            lost.append(movement)
+    return lost
 
 
 def grade_increase_dates(evidence: SiteEvidence) -> list[date]:
@@ -128,6 +168,8 @@ def site_flags(
         flags.add(Flag.rising_activity)
     if any(i.kind == InjuryKind.fop for i in injuries):
         flags.add(Flag.genetic_ho)
+    if rom_loss_movements(evidence.range_of_motion, rules.rom_loss_fraction):
+        flags.add(Flag.rom_loss)
 
     progression = increases + stage_advance_dates(evidence, stage_rules)
     if new_site and site_first is not None:

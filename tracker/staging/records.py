@@ -40,6 +40,7 @@ class Finding:
     brooker: int | None = None
     della_valle: str | None = None
     size_mm: float | None = None
+    indication: str | None = None  # Indication: why its study was done (v2, optional)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,33 @@ class Lab:
 
 
 @dataclass(frozen=True, slots=True)
+class Exam:
+    """The bedside examination of one joint on one day (exams.csv, model-spec v2,
+    section 10): signs seen ("yes"), not seen ("no") or not examined (None). It feeds
+    the suspected_ho_imaging reminder; it never makes a site."""
+
+    date: date
+    site: str  # Site
+    side: str  # Side
+    swelling: str | None = None  # Sign
+    warmth: str | None = None
+    erythema: str | None = None
+    pain: int | None = None  # 0-10
+
+
+@dataclass(frozen=True, slots=True)
+class RangeOfMotion:
+    """One movement's arc at a joint on one day, measured with a goniometer (rom.csv,
+    model-spec v2, section 10). It feeds the `rom_loss` flag; it never makes a site."""
+
+    date: date
+    site: str  # Site
+    side: str  # Side
+    movement: str  # Movement
+    degrees: float
+
+
+@dataclass(frozen=True, slots=True)
 class PatientRecords:
     mrn: str
     injuries: tuple[Injury, ...] = ()
@@ -88,6 +116,8 @@ class PatientRecords:
     courses: tuple[Course, ...] = ()
     procedures: tuple[Procedure, ...] = ()
     labs: tuple[Lab, ...] = ()
+    range_of_motion: tuple[RangeOfMotion, ...] = ()
+    exams: tuple[Exam, ...] = ()
 
 
 SiteKey = tuple[str, str]  # (site, side)
@@ -123,6 +153,8 @@ def as_of_cut(records: PatientRecords, as_of: date) -> PatientRecords:
         courses=in_canonical_order(c for c in records.courses if c.start_date <= as_of),
         procedures=in_canonical_order(p for p in records.procedures if p.date <= as_of),
         labs=in_canonical_order(lab for lab in records.labs if lab.date <= as_of),
+        range_of_motion=in_canonical_order(m for m in records.range_of_motion if m.date <= as_of),
+        exams=in_canonical_order(e for e in records.exams if e.date <= as_of),
     )
 
 
@@ -147,6 +179,8 @@ class SiteEvidence:
     resected_on: date | None
     findings: tuple[Finding, ...]
     bone_scans: tuple[BoneScan, ...]
+    # the site's range of motion after its latest resection (model-spec v2, section 6)
+    range_of_motion: tuple[RangeOfMotion, ...] = ()
 
     @property
     def delayed_scans(self) -> tuple[BoneScan, ...]:
@@ -173,7 +207,7 @@ def site_evidence(records: PatientRecords, key: SiteKey) -> SiteEvidence:
     ]
     resected_on = max(resections) if resections else None
 
-    def counts(record: Finding | BoneScan) -> bool:
+    def counts(record: Finding | BoneScan | RangeOfMotion) -> bool:
         after = resected_on is None or record.date > resected_on
         return record.site == site and record.side == side and after
 
@@ -183,4 +217,5 @@ def site_evidence(records: PatientRecords, key: SiteKey) -> SiteEvidence:
         resected_on=resected_on,
         findings=tuple(f for f in records.findings if counts(f)),
         bone_scans=tuple(s for s in records.bone_scans if counts(s)),
+        range_of_motion=tuple(m for m in records.range_of_motion if counts(m)),
     )

@@ -42,6 +42,7 @@ def story_records(story: PatientStory) -> rec.PatientRecords:
                 brooker=f.brooker,
                 della_valle=f.della_valle,
                 size_mm=f.size_mm,
+                indication=item.study.indication,
             )
             for item in story.studies
             for f in item.findings
@@ -73,6 +74,24 @@ def story_records(story: PatientStory) -> rec.PatientRecords:
                 unit=lab.unit,
             )
             for lab in story.labs
+        ),
+        range_of_motion=tuple(
+            rec.RangeOfMotion(
+                date=m.date, site=m.site, side=m.side, movement=m.movement, degrees=m.degrees
+            )
+            for m in story.range_of_motion
+        ),
+        exams=tuple(
+            rec.Exam(
+                date=e.date,
+                site=e.site,
+                side=e.side,
+                swelling=e.swelling,
+                warmth=e.warmth,
+                erythema=e.erythema,
+                pain=e.pain,
+            )
+            for e in story.exams
         ),
     )
 
@@ -114,21 +133,22 @@ _QUERIES = {
         "JOIN patient p ON p.id = l.patient_id WHERE l.voided_at IS NULL AND p.voided_at IS NULL",
         ("date",),
     ),
+    # the bedside examination's range of motion (model-spec v2, section 10): rom_loss
+    "range_of_motion": (
+        "SELECT p.mrn, m.date, m.site, m.side, m.movement, m.degrees FROM range_of_motion m "
+        "JOIN patient p ON p.id = m.patient_id WHERE m.voided_at IS NULL AND p.voided_at IS NULL",
+        ("date",),
+    ),
 }
 
-# The bedside examination (model-spec v2, section 10), read like the frames above for
-# the parts of issue 16 that use it (rom_loss, suspected_ho_imaging); not yet part of
-# `CohortFrames`, so `read_cohort` does not read them.
+# The bedside examination's signs, read like the frames above for the
+# suspected_ho_imaging rule (the reminder planner); assessment does not need them, so
+# they are not part of `CohortFrames`.
 BEDSIDE_QUERIES = {
     "exams": (
         "SELECT p.mrn, e.date, e.site, e.side, e.swelling, e.warmth, e.erythema, e.pain "
         "FROM clinical_exam e JOIN patient p ON p.id = e.patient_id "
         "WHERE e.voided_at IS NULL AND p.voided_at IS NULL",
-        ("date",),
-    ),
-    "range_of_motion": (
-        "SELECT p.mrn, m.date, m.site, m.side, m.movement, m.degrees FROM range_of_motion m "
-        "JOIN patient p ON p.id = m.patient_id WHERE m.voided_at IS NULL AND p.voided_at IS NULL",
         ("date",),
     ),
 }

@@ -20,6 +20,7 @@ FLAGS = (
     "progression_after_treatment",
     "rising_activity",
     "genetic_ho",
+    "rom_loss",
 )
 
 

@@ -84,6 +84,7 @@ IMAGING = FormSpec(
         Field("date", "Date", "date", required=True),
         Field("modality", "Modality", "select", choices(vocab.Modality), True),
         Field("accession", "Accession number"),
+        Field("indication", "Indication", "select", choices(vocab.Indication)),
         Field("notes", "Notes", "textarea"),
     ),
     rows_name="findings",
@@ -217,10 +218,54 @@ LAB = FormSpec(
     ),
 )
 
+# The bedside examination of one joint (issue 16): its signs and pain, and the range
+# of motion of the joint's movements, saved together (`exam_records.add_examination`).
+# Signs are yes, no or blank (not examined); a movement row left blank is skipped.
+SIGN_CHOICES = choices(vocab.Sign)
+PAIN_SCORES = tuple(str(n) for n in range(vocab.PAIN_MIN, vocab.PAIN_MAX + 1))
+EXAM = FormSpec(
+    "examination",
+    "Examination",
+    "clinical_exam",
+    (
+        Field("date", "Date", "date", required=True),
+        SITE,
+        SIDE,
+        *(Field(sign, sign.capitalize(), "sign", SIGN_CHOICES) for sign in vocab.EXAM_SIGNS),
+        Field("pain", "Pain (0-10)", "select", PAIN_SCORES),
+        Field("notes", "Notes", "textarea"),
+    ),
+    rows_name="measurements",
+    row_fields=(
+        Field("movement", "Movement", "select", choices(vocab.Movement)),
+        Field("degrees", "Degrees", "number"),
+    ),
+    default_rows=0,
+)
+# The movements measured at each joint, in the order the form lists them; a site not
+# named here lists every movement.
+_SAGITTAL = ("flexion", "extension")
+_BALL = (*_SAGITTAL, "abduction", "adduction", "internal_rotation", "external_rotation")
+_FOREARM = (*_SAGITTAL, "pronation", "supination")
+JOINT_MOVEMENTS: dict[str, tuple[str, ...]] = {
+    "hip": _BALL,
+    "shoulder": _BALL,
+    "knee": _SAGITTAL,
+    "elbow": _FOREARM,
+    "wrist": _FOREARM,
+    "ankle": ("dorsiflexion", "plantarflexion"),
+}
+
+
+def movements_of(site: str | None) -> tuple[str, ...]:
+    """The movements the examination form lists for a joint (every one if unknown)."""
+    return JOINT_MOVEMENTS.get(site or "", choices(vocab.Movement))
+
+
 # The forms a record is corrected (and voided, and added through the API) with ...
 FORMS = {f.slug: f for f in (INJURY, IMAGING, BONE_SCAN, COURSE, PROCEDURE, LAB)}
 # ... and those a person adds one with: a bone scan is one form with its ratios.
-NEW_FORMS = {**FORMS, BONE_SCAN_STUDY.slug: BONE_SCAN_STUDY}
+NEW_FORMS = {**FORMS, BONE_SCAN_STUDY.slug: BONE_SCAN_STUDY, EXAM.slug: EXAM}
 # The most rows (findings, measurements, sites) one form or API call saves. A form
 # sent with a filled row beyond it is refused beside the first row too many
 # (`too_many_rows`), never cut short: every row sent is saved, or none.

@@ -26,6 +26,7 @@ from tracker.store.story import load_story
 from tracker.templating import words
 from tracker.web.formspec import (
     BONE_SCAN_STUDY,
+    EXAM,
     FormSpec,
     fits,
     grid_names,
@@ -199,12 +200,59 @@ def add(
 ) -> Any:
     _refuse_misfits(spec, values)
     top, rows = split(spec, values)
+    if spec is EXAM:
+        return add_examination(engine, actor, mrn, values, top, protocol)
     if spec.rows_name:
         top[spec.rows_name] = rows
     adder = getattr(
         _records(), "add_bone_scan_study" if spec is BONE_SCAN_STUDY else ADDERS[spec.slug]
     )
     return adder(engine=engine, actor=actor, mrn=mrn, protocol=protocol, **top)
+
+
+ROM_INPUTS = ("movement", "degrees")
+
+
+def add_examination(
+    engine: Engine,
+    actor: str,
+    mrn: str,
+    values: dict[str, str],
+    top: dict[str, Any],
+    protocol: Protocol | None,
+) -> Any:
+    """The examination form: its signs and the movements given degrees (a movement
+    row left blank is skipped), stored together or not at all. A refusal names the
+    input the form showed (`measurements[4].degrees`), skipped rows counted."""
+    from tracker.services.exam_records import add_examination as store
+
+    joint = {k: top.pop(k) for k in ("date", "site", "side")}
+    shown: list[int] = []  # the form's row index of each measurement sent on
+    measured: list[dict[str, Any]] = []
+    for i in range(row_count(values, EXAM, None)):
+        at = f"measurements[{i}]"
+        if _blank_to_none(values.get(f"{at}.degrees")) is None:
+            continue
+        shown.append(i)
+        measured.append({f: _blank_to_none(values.get(f"{at}.{f}")) for f in ROM_INPUTS})
+    try:
+        return store(
+            engine=engine, actor=actor, mrn=mrn, exam=top, measurements=measured,
+            protocol=protocol, **joint,
+        )  # fmt: skip
+    except ValidationFailed as failed:
+        raise ValidationFailed([_shown_row(p, shown) for p in failed.problems]) from failed
+
+
+def _shown_row(problem: Problem, shown: list[int]) -> Problem:
+    head, dot, rest = problem.field.partition("].")
+    if not dot or not head.startswith("measurements["):
+        return problem
+    index = head[len("measurements[") :]
+    if not index.isdigit() or int(index) >= len(shown):
+        return problem
+    field = f"measurements[{shown[int(index)]}].{rest}"
+    return Problem(problem.source, problem.line, field, problem.reason)
 
 
 def correct(

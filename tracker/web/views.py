@@ -168,6 +168,9 @@ SATISFIED_BY: dict[str, tuple[str, dict[str, str]]] = {
     "maturity_bone_scan": ("bone-scans", {}),
     "consider_prophylaxis": ("courses", {"intent": "prophylaxis"}),
     "post_resection_prophylaxis": ("courses", {"intent": "post_resection"}),
+    # v2, the bedside rules: imaging of the site (any modality); a hip ultrasound
+    "suspected_ho_imaging": ("imaging", {}),
+    "dvt_query_hip_ultrasound": ("imaging", {"modality": "ultrasound", "site": "hip"}),
 }
 
 

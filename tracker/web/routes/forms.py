@@ -22,13 +22,14 @@ from fastapi.responses import RedirectResponse, Response
 from tracker import labels
 from tracker.errors import Conflict, NotFound, StaleRecord, ValidationFailed
 from tracker.services.audit import record_view
-from tracker.web import saving
+from tracker.web import exam_form, saving
 from tracker.web.auth import CAN_EDIT, require
 from tracker.web.clinic import safe_next, today
 from tracker.web.deps import EngineDep, PageViewer
 from tracker.web.flash import flash
 from tracker.web.formspec import (
     COURSE_STOP,
+    EXAM,
     FORMS,
     NEW_FORMS,
     Field,
@@ -112,10 +113,15 @@ def _show(
     shown_rows = row_count(values, spec, rows)
     row_names = [f.name for f in spec.row_fields] + grid_names(spec)
     errors = errors or {}
+    exam: dict[str, Any] = {}
+    if spec is EXAM:  # the bedside examination: one joint, a row per movement
+        values = exam_form.relist(values) if exam_form.needs_listing(values) else values
+        exam = exam_form.context(engine, mrn, values)
     return render(
         request,
-        "record_form.j2",
+        "exam_form.j2" if spec is EXAM else "record_form.j2",
         {
+            **exam,
             "heading": heading,
             "mrn": mrn,
             "mrn_q": mrn_q,
@@ -204,7 +210,10 @@ def _what(spec: FormSpec, values: dict[str, str]) -> str:
         "courses": f"{labels.words(v('agent'))} for {labels.words(v('intent'))}",
         "procedures": labels.words(v("kind")),
         "labs": f"{labels.words(v('analyte'))} {v('value') or ''} {v('unit') or ''}".strip(),
+        "examination": labels.place(v("site"), v("side")),
     }.get(spec.slug, "")
+    if spec is EXAM:
+        return ", ".join(part for part in (head, _said_date(v("date") or "")) if part)
     if spec.slug == "procedures" and v("site"):
         where = labels.place(v("site"), v("side"))
     when = _said_date(v("date") or v("start_date") or "")
@@ -306,6 +315,9 @@ async def add_record(
         )  # fmt: skip
     except ValidationFailed as failed:
         errors, general = _errors(failed, values)
+        if spec is EXAM:  # each problem named by its joint and movement
+            said = labels.field_errors(failed.problems, values=values, labels={})
+            errors, general = exam_form.messages(said, values)
         return _show(
             request, mrn=mrn, spec=spec, heading=heading, values=values, errors=errors,
             general=general, status=422,

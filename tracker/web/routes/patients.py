@@ -15,6 +15,7 @@ from tracker import vocab
 from tracker.errors import TrackerError
 from tracker.services.patients import PAGE_SIZE
 from tracker.templating import words
+from tracker.web import exam_form
 from tracker.web.auth import (
     CAN_ACKNOWLEDGE,
     CAN_EDIT,
@@ -200,6 +201,7 @@ def patient_page(
             "as_of_error": as_of_error,
             "is_today": day == clinic_today,
             "clinic_today": clinic_today,
+            "examined": exam_form.joint_words(view.story, day),
             "zone": protocol.reminders.zone,
             "zone_name": protocol.reminders.time_zone,
         },

@@ -5,11 +5,14 @@
 - `range_of_motion`: one row per patient, date, site, side and movement, with the
   arc in degrees (0-200).
 - `imaging_study.indication`: why the study was done (optional).
+- `reminder.rule` accepts the two bedside rules of model-spec v2 section 9,
+  `suspected_ho_imaging` and `dvt_query_hip_ultrasound`.
 
 Both tables are clinical records like the others: versioned, voidable with a reason,
 natural keys that ignore voided rows, CHECKs for every vocabulary and range.
 
-Downgrade drops the two tables and the indication column.
+Downgrade drops the two tables and the indication column, and deletes the reminders
+of the two bedside rules (with their delivery attempts), which v1 cannot hold.
 
 Revision ID: 0008
 Revises: 0007
@@ -51,19 +54,26 @@ VOIDED_WITH_REASON = (
     "voided_at IS NULL OR (voided_reason IS NOT NULL AND length(voided_reason) > 0)"
 )
 LIVE = sa.text("voided_at IS NULL")
+RULES_V1 = (
+    "hip_ultrasound_screen", "consider_prophylaxis", "monitoring_radiograph",
+    "maturity_bone_scan", "course_review", "post_course_radiograph", "readiness_review",
+    "post_resection_prophylaxis", "recurrence_radiograph",
+)  # fmt: skip
+BEDSIDE_RULES = ("suspected_ho_imaging", "dvt_query_hip_ultrasound")
 
 
 @contextmanager
-def _imaging_study_batch() -> Iterator[Any]:
-    """A batch change of imaging_study. On SQLite it rebuilds the table, reflecting
-    the patient table it refers to; SQLite cannot reflect patient's expression indexes
-    and SQLAlchemy says so on stderr. They are only read, never rebuilt (patient is not
-    changed here), so the warning is kept off the user's terminal."""
+def _imaging_study_batch(table: str = "imaging_study") -> Iterator[Any]:
+    """A batch change of `table` (imaging_study, reminder). On SQLite it rebuilds the
+    table, reflecting the patient table it refers to; SQLite cannot reflect patient's
+    expression indexes and SQLAlchemy says so on stderr. They are only read, never
+    rebuilt (patient is not changed here), so the warning is kept off the user's
+    terminal."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="Skipped unsupported reflection of expression-based index"
         )
-        with op.batch_alter_table("imaging_study", schema=None) as batch_op:
+        with op.batch_alter_table(table, schema=None) as batch_op:
             yield batch_op
 
 
@@ -169,9 +179,22 @@ def upgrade() -> None:
             op.f("ck_imaging_study_indication_allowed"),
             f"indication IS NULL OR indication IN ({_in(INDICATIONS)})",
         )
+    _rule_check(RULES_V1 + BEDSIDE_RULES)
+
+
+def _rule_check(rules: Sequence[str]) -> None:
+    with _imaging_study_batch("reminder") as batch_op:
+        batch_op.drop_constraint(op.f("ck_reminder_rule_allowed"), type_="check")
+        batch_op.create_check_constraint(
+            op.f("ck_reminder_rule_allowed"), f"rule IN ({_in(rules)})"
+        )
 
 
 def downgrade() -> None:
+    bedside = f"SELECT id FROM reminder WHERE rule IN ({_in(BEDSIDE_RULES)})"
+    op.execute(f"DELETE FROM delivery_attempt WHERE reminder_id IN ({bedside})")
+    op.execute(f"DELETE FROM reminder WHERE rule IN ({_in(BEDSIDE_RULES)})")
+    _rule_check(RULES_V1)
     with _imaging_study_batch() as batch_op:
         batch_op.drop_constraint(op.f("ck_imaging_study_indication_allowed"), type_="check")
         batch_op.drop_column("indication")
