@@ -65,10 +65,11 @@ def floor(engine: sa.Engine, folder: Path) -> None:
         imaging = frames["imaging.csv"]
         imaging = imaging.assign(patient_id=imaging["mrn"].map(ids)).drop(columns="mrn")
         key = ["patient_id", *tables.STUDY_COLUMNS]
-        tables.bulk_insert(conn, tables.study, imaging[key].drop_duplicates())
+        studies = imaging[[*key, "indication"]].drop_duplicates(key)  # indication: the study's
+        tables.bulk_insert(conn, tables.study, studies)
         study_ids = tables.study_index(conn, list(ids.values()))
         placed = imaging.merge(study_ids, on=key, how="left")
-        columns = ["study_id", *[c for c in imaging.columns if c not in key]]
+        columns = ["study_id", *[c for c in imaging.columns if c not in (*key, "indication")]]
         tables.bulk_insert(conn, tables.finding, placed[columns])
 
 

@@ -9,7 +9,7 @@ both cohorts. Last, the worklist's first page against a full-table read of the
 reminders of the large cohort (target < 5%).
 
 Each cohort is synthetic (`synth.write_cohort`, records up to 2026-10-31), imported
-once into an SQLite file cached under bench/out/ at migration 0005 (the import takes
+once into an SQLite file cached under bench/out/ at migration 0008 (the import takes
 a minute at 100,000 patients); every run copies it, migrates the copy to head, plans
 the reminders and stores every site's assessment (both timed and printed), then
 serves the app in process (FastAPI's TestClient) with the clinic's today on the last
@@ -50,7 +50,8 @@ from tracker.store import database  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 UNTIL = dt.date(2026, 10, 31)  # the synthetic records' last day: the clinic's today
-IMPORTED_AT = "0005"  # the cache's revision; a run migrates its copy to head
+IMPORTED_AT = "0008"  # the cache's revision (the import writes its columns); a run migrates
+# its copy to head
 PASSWORD = "bench-password"
 PAGES = ("worklist", "worklist overdue", "search by name", "board", "patient page")
 
@@ -58,7 +59,7 @@ PAGES = ("worklist", "worklist overdue", "search by name", "board", "patient pag
 def cached_cohort(patients: int, seed: int) -> Path:
     """An SQLite file with the imported synthetic cohort (built once, then reused)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"web-cohort-{patients}-{seed}.db"
+    path = OUT / f"web-cohort-{patients}-{seed}-{IMPORTED_AT}.db"
     if path.exists():
         return path
     started = time.perf_counter()

@@ -429,3 +429,53 @@ def test_ready_showcase_patient_has_a_plateau_of_delayed_ratios() -> None:
         round(ratio_of(r), 2) for r in rows if r["mrn"] == "H-READY" and r["phase"] == "delayed"
     ]
     assert ratios == [6.1, 3.9, 2.8, 2.6, 2.55]
+
+
+def test_exams_and_range_of_motion_follow_the_course_of_ho(large_cohort: Path) -> None:
+    """Signs come before or around the first imaging evidence of HO at a site, range
+    of motion falls before a resection and comes back after it, all values in range."""
+    exams = read(large_cohort, "exams.csv")
+    rom = read(large_cohort, "rom.csv")
+    assert exams and rom
+    for row in exams:
+        assert vocab.PAIN_MIN <= int(row["pain"]) <= vocab.PAIN_MAX
+    for row in rom:
+        assert vocab.DEGREES_MIN <= float(row["degrees"]) <= vocab.DEGREES_MAX
+    first_ho: dict[tuple[str, str, str], str] = {}
+    for row in read(large_cohort, "imaging.csv"):
+        key = (row["mrn"], row["site"], row["side"])
+        if row["ho"] == "present" and (key not in first_ho or row["date"] < first_ho[key]):
+            first_ho[key] = row["date"]
+    signs: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for row in exams:
+        if "yes" in (row["swelling"], row["warmth"]):
+            assert 3 <= int(row["pain"]) <= 7
+            signs[(row["mrn"], row["site"], row["side"])].append(row["date"])
+        else:
+            assert int(row["pain"]) <= 4
+    early = 0
+    for key, first in first_ho.items():
+        soon = (dt.date.fromisoformat(first) + dt.timedelta(days=14)).isoformat()
+        early += any(day <= soon for day in signs[key])
+    assert early > 0.9 * len(first_ho)
+    # joints never showing HO nor signs of it: normal range (hip flexion about 110 degrees)
+    touched = first_ho.keys() | signs.keys()
+    normal = [float(r["degrees"]) for r in rom if r["site"] == "hip" and r["movement"] == "flexion"
+              and (r["mrn"], r["site"], r["side"]) not in touched]  # fmt: skip
+    assert normal and all(100 <= d <= 120 for d in normal)
+    arcs: dict[tuple[str, str, str, str], list[tuple[str, float]]] = defaultdict(list)
+    for row in rom:
+        key = (row["mrn"], row["site"], row["side"], row["movement"])
+        arcs[key].append((row["date"], float(row["degrees"])))
+    resections = [r for r in read(large_cohort, "procedures.csv") if r["kind"] == "resection"]
+    compared = 0
+    for resection in resections:
+        for (mrn, site, side, _), measured in arcs.items():
+            if (mrn, site, side) != (resection["mrn"], resection["site"], resection["side"]):
+                continue
+            before = [d for day, d in measured if day < resection["date"]]
+            after = [d for day, d in measured if day > resection["date"]]
+            if before and after:
+                compared += 1
+                assert max(after) > min(before)
+    assert compared > 20

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -88,7 +88,7 @@ def synth_command(
     """Write a synthetic cohort with realistic HO trajectories as interchange CSVs."""
     from tracker.interchange import synth
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if until:
         kwargs["until"] = parse_date(until, "--until")
     with BarProgress() as progress:

@@ -58,7 +58,9 @@ def build_demo(out_dir: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as scratch:
         synthetic = Path(scratch)
-        write_cohort(synthetic, patients=DEMO_PATIENTS, seed=DEMO_SEED, until=DEMO_AS_OF)
+        write_cohort(
+            synthetic, patients=DEMO_PATIENTS, seed=DEMO_SEED, until=DEMO_AS_OF, bedside=False
+        )
         for file in fmt.FORMATS:
             rows = read_rows(synthetic / file.name, file)
             handwritten = HANDWRITTEN_DIR / file.name

@@ -161,6 +161,15 @@ SNAP_CHANCE = 0.5  # a ratio near a line is recorded exactly on it this often
 SNAP_NEAR = 0.06
 REPEAT_CHANCE = 0.06  # a repeat delayed-phase acquisition on the same day
 CONTRALATERAL_CHANCE = 0.35  # the unaffected hip measured at the first scan
+# The bedside examination (v2): each joint's movements and normal arc in degrees.
+NORMAL_ROM: dict[str, tuple[tuple[str, float], ...]] = {
+    "hip": (("flexion", 110.0), ("abduction", 40.0), ("internal_rotation", 35.0)),
+    "knee": (("flexion", 135.0),),
+    "elbow": (("flexion", 140.0), ("pronation", 80.0), ("supination", 85.0)),
+    "shoulder": (("flexion", 170.0), ("abduction", 160.0), ("external_rotation", 60.0)),
+}
+NORMAL_EXAM_CHANCE = 0.15  # a joint without HO examined once, all normal
+DVT_QUERY_CHANCE = 0.25  # a leg ultrasound with a D-dimer sent as a DVT query
 
 _ISO: dict[int, str] = {}
 
@@ -229,10 +238,13 @@ _ABSENT_XR: Finding = ("absent", "none", "none", "none", "", "", "", "", "", "")
 class _Cohort:
     """Generates patients one at a time from one random stream."""
 
-    def __init__(self, seed: int, until: date, width: int) -> None:
+    def __init__(self, seed: int, until: date, width: int, bedside: bool = True) -> None:
+        self.bedside = bedside  # write examinations, range of motion and indications (v2)
         self.rng = random.Random(seed)
         # the reporting quirks' own stream (see the module docstring)
         self.quirks = random.Random(f"ho-tracker synth quirks {seed}")
+        # examinations, range of motion and indications: a stream of their own too
+        self.exams = random.Random(f"ho-tracker synth exams {seed}")
         self.until = until.toordinal()
         self.width = width
         self.accessions = 0
@@ -275,10 +287,10 @@ class _Cohort:
         story.bone_scans()
         story.courses()
         story.labs()
-        # exams.csv and rom.csv (v2) stay empty: synth does not write them yet (issue 16)
+        exam_rows, rom_rows = story.examinations() if self.bedside else ([], [])
         return (patients, story.injury_rows, story.imaging_rows(), story.scan_rows,
                 story.course_rows, story.procedure_rows, story.lab_rows,
-                [], [])  # fmt: skip
+                exam_rows, rom_rows)  # fmt: skip
 
     def accession(self) -> str:
         self.accessions += 1
@@ -292,6 +304,7 @@ class _Story:
         self.c = cohort
         self.rng = cohort.rng
         self.quirks = cohort.quirks
+        self.exams = cohort.exams
         self.until = cohort.until
         self.mrn = mrn
         self.profile = profile
@@ -302,6 +315,7 @@ class _Story:
         # (day, modality) -> findings by (site, side): one study per modality a day
         self.studies: dict[tuple[int, str], dict[tuple[str, str], Finding]] = {}
         self.study_notes: dict[tuple[int, str], str] = {}
+        self.indications: dict[tuple[int, str], str] = {}
         self.injury_rows: list[Row] = []
         self.scan_rows: list[Row] = []
         self.course_rows: list[Row] = []
@@ -315,10 +329,14 @@ class _Story:
 
     # --- records -----------------------------------------------------------------
 
-    def finding(self, day: int, modality: str, site: WatchedSite, found: Finding) -> None:
-        """Record one site's finding on the study of that modality that day."""
+    def finding(
+        self, day: int, modality: str, site: WatchedSite, found: Finding, indication: str = ""
+    ) -> None:
+        """Record one site's finding on the study of that modality that day (the first
+        finding of a study gives its indication)."""
         if day > self.until:
             return
+        self.indications.setdefault((day, modality), indication)
         study = self.studies.setdefault((day, modality), {})
         study.setdefault((site.site, site.side), found)
 
@@ -329,9 +347,11 @@ class _Story:
             findings = self.studies[(day, modality)]
             accession = "" if modality == "ultrasound" else self.c.accession()
             notes = self.study_notes.get((day, modality), "")
+            indication = self.indications.get((day, modality), "") if self.c.bedside else ""
             for (site, side), found in findings.items():
-                # indication (v2) blank: synth does not write it yet (issue 16)
-                rows.append((mrn, _iso(day), modality, site, side, *found, accession, "", notes))
+                rows.append(
+                    (mrn, _iso(day), modality, site, side, *found, accession, indication, notes)
+                )
         return rows
 
     def course(
@@ -543,7 +563,8 @@ class _Story:
                 # Ultrasound misses about 1 in 9 (sensitivity 88.9%).
                 if lesion is not None and (day < lesion.onset + 3 or self.rng.random() > 0.889):
                     lesion = None
-                self.finding(day, "ultrasound", hip, self.ultrasound_finding(lesion, day))
+                found = self.ultrasound_finding(lesion, day)
+                self.finding(day, "ultrasound", hip, found, "screening")
                 if lesion is not None:
                     positive = True
                     lesion.detect = min(lesion.detect, day)
@@ -564,8 +585,12 @@ class _Story:
             if (day, "ultrasound") in self.studies:
                 continue  # found on a screening ultrasound
             if site.site in ("hip", "knee", "thigh") and self.rng.random() < 0.6:
-                self.finding(day, "ultrasound", site, self.ultrasound_finding(lesion, day))
-                if self.rng.random() < 0.6:  # HO mimics deep vein thrombosis
+                dimer = self.rng.random() < 0.6  # HO mimics deep vein thrombosis
+                dvt = dimer and self.exams.random() < DVT_QUERY_CHANCE
+                indication = "dvt_query" if dvt else "symptoms"
+                self.finding(day, "ultrasound", site, self.ultrasound_finding(lesion, day),
+                             indication)  # fmt: skip
+                if dimer:
                     self.lab(day, D_DIMER, self.rng.uniform(0.6, 3.0), 2)
 
     def resections(self) -> None:
@@ -590,7 +615,8 @@ class _Story:
                                         rng.choice(("", "", "open excision"))))  # fmt: skip
             if rng.random() < 0.5:  # planning CT
                 ct = day - days(7, 40)
-                self.finding(ct, "ct", site, self.radiograph_finding(site, lesion, ct))
+                found = self.radiograph_finding(site, lesion, ct)
+                self.finding(ct, "ct", site, found, "pre_operative")
                 self.study_notes[(ct, "ct")] = "pre-operative planning"
             x = rng.random()
             radiotherapy = x < 0.65
@@ -608,7 +634,7 @@ class _Story:
                 if rng.random() < 0.85:
                     film = day + after + days(-7, 7)
                     found = self.radiograph_finding(site, site.lesion_at(film), film)
-                    self.finding(film, "radiograph", site, found)
+                    self.finding(film, "radiograph", site, found, "follow_up")
         for site in self.sites:
             lesion = site.lesion
             if (site.resection is None and lesion is not None and lesion.central is False
@@ -640,14 +666,15 @@ class _Story:
                 film = self.injured + after + days(-7, 7)
                 if self.rng.random() < chance:
                     found = self.radiograph_finding(self.joint, self.joint.lesion_at(film), film)
-                    self.finding(film, "radiograph", self.joint, found)
+                    self.finding(film, "radiograph", self.joint, found, "post_operative")
         if self.first_detect is None:
             return
         day, stop, films = self.first_detect + days(3, 28), self.follow_up_until(), 0
         while day <= stop and films < 16:
             seen = self.lesions_in_view(day)
             for site, lesion in seen:
-                self.finding(day, "radiograph", site, self.radiograph_finding(site, lesion, day))
+                found = self.radiograph_finding(site, lesion, day)
+                self.finding(day, "radiograph", site, found, "follow_up")
             films += bool(seen)
             active = any(day < lesion.mature for _, lesion in seen) or not seen
             day += days(35, 90) if active else days(120, 300)
@@ -675,7 +702,7 @@ class _Story:
                 ratio *= math.exp(rng.gauss(0.0, 0.04))
                 uptake = "increased" if ratio >= 1.6 else "normal"
                 found: Finding = ("present", "", "", "", "", "", uptake, "", "", "")
-                self.finding(day, "bone_scan", site, found)
+                self.finding(day, "bone_scan", site, found, "follow_up")
                 region = ""
                 if with_region:
                     region = REFERENCE_REGION.get(site.site, "lumbar spine")
@@ -811,6 +838,88 @@ class _Story:
             tests += 1
             day += days(14, 42) if active > 0.15 else days(90, 180)
 
+    def examinations(self) -> tuple[list[Row], list[Row]]:
+        """Bedside examinations and range of motion (v2), from the exams' own stream.
+
+        At a site that develops HO, swelling and warmth with pain 3-7 come in the days
+        before and around the first imaging evidence; the joint's range falls as the
+        lesion matures and comes back after resection. Joints without HO are now and
+        then examined once: no signs, pain 0-2, a normal range with small noise.
+        """
+        er, injured, until = self.exams, self.injured, self.until
+        visits: set[tuple[int, int]] = set()  # (day, index of the site)
+        sites = list(self.sites)
+        for n, site in enumerate(sites):
+            lesion = site.lesion
+            if lesion is None:
+                if er.random() < NORMAL_EXAM_CHANCE:
+                    visits.add((injured + 14 + int(er.random() * 107), n))
+                continue
+            stop = min(lesion.follow_end, until)
+            if site.resection is not None:
+                stop = min(stop, site.resection - 1)
+                visits.add((site.resection - 1 - int(er.random() * 14), n))  # pre-operative
+                for after in (42, 182):
+                    visits.add((site.resection + after + int(er.random() * 15) - 7, n))
+            visits.add((lesion.onset + int(er.random() * 4), n))
+            visits.add((lesion.detect, n))
+            day = lesion.mineral + int(er.random() * 15)
+            for _ in range(4):
+                if day > stop:
+                    break
+                visits.add((day, n))
+                day += 60 + int(er.random() * 61)
+            if site.recurrence is not None:
+                visits.add((site.recurrence.onset + int(er.random() * 4), n))
+                visits.add((site.recurrence.mineral + int(er.random() * 15), n))
+        if not sites and er.random() < NORMAL_EXAM_CHANCE / 3:
+            joint = self.profile.joints[0][0]
+            side = "midline" if joint in MIDLINE else ("left", "right")[int(er.random() * 2)]
+            sites.append(WatchedSite(joint, side))
+            visits.add((injured + 14 + int(er.random() * 107), 0))
+        exam_rows: list[Row] = []
+        rom_rows: list[Row] = []
+        for day, n in sorted(visits):
+            if day < injured or day > until:
+                continue
+            site = sites[n]
+            lesion = site.lesion_at(day)
+            if lesion is not None and day <= lesion.mineral + 30:  # inflammatory phase
+                swelling = "yes" if er.random() < 0.9 else "no"
+                warmth = "yes" if er.random() < 0.75 or swelling == "no" else "no"
+                erythema = "yes" if er.random() < 0.3 else "no"
+                pain = 3 + int(er.random() * 5)
+            else:
+                swelling = warmth = erythema = "no"
+                pain = int(er.random() * (5 if lesion is not None else 3))
+            exam_rows.append((self.mrn, _iso(day), site.site, site.side, swelling, warmth,
+                              erythema, str(pain), ""))  # fmt: skip
+            retained = self.rom_retained(site, day)
+            for movement, normal in NORMAL_ROM.get(site.site, ()):
+                degrees = min(200.0, max(0.0, normal * retained + er.gauss(0.0, 2.0)))
+                rom_rows.append((self.mrn, _iso(day), site.site, site.side, movement,
+                                 _num(degrees, 0)))  # fmt: skip
+        return exam_rows, rom_rows
+
+    @staticmethod
+    def rom_retained(site: WatchedSite, day: int) -> float:
+        """The share of the normal arc left on `day`: it falls from onset to maturity
+        (more for a higher grade) and mostly comes back after resection."""
+        lesion = site.lesion
+        if lesion is None:
+            return 1.0
+
+        def grown(le: Lesion) -> float:
+            return min(1.0, max(0.0, (day - le.onset) / max(1, le.mature - le.onset)))
+
+        full = 0.15 + 0.12 * lesion.brooker  # Brooker 1: -27%, Brooker 4: -63%
+        if site.resection is not None and day > site.resection:
+            loss = 0.25 * full
+            if site.recurrence is not None:
+                loss += 0.35 * full * grown(site.recurrence)
+            return 1.0 - loss
+        return 1.0 - full * grown(lesion)
+
 
 def write_cohort(
     out_dir: Path,
@@ -819,15 +928,17 @@ def write_cohort(
     seed: int,
     until: date = date(2026, 10, 31),
     progress: Callable[[int], None] | None = None,
+    bedside: bool = True,
 ) -> dict[str, int]:
     """Write a synthetic cohort of `patients` as the interchange CSV files.
 
     Returns rows written per file name. The same arguments always give
     byte-identical files; nothing is dated after `until`. `progress(n)` is told
-    every time n more patients are done.
+    every time n more patients are done. `bedside=False` leaves out the v2 bedside
+    records (exams.csv, rom.csv, imaging indications), as the demo's v1 cohort has none.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    cohort = _Cohort(seed, until, max(6, len(str(patients))))
+    cohort = _Cohort(seed, until, max(6, len(str(patients))), bedside)
     counts = {file.name: 0 for file in fmt.FORMATS}
     handles: list[TextIO] = []
     try:
