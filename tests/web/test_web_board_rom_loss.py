@@ -175,10 +175,10 @@ def test_worklist_links_of_the_bedside_rules_open_prefilled_imaging_forms(
         assert page.status_code == 200, page.text[:500]
         text = html.unescape(page.text)
         suspected = reminder_row(text, "imaging for suspected HO")
-        assert "swelling at the bedside on 2026-10-20: image the right hip" in suspected
+        assert "swelling at the bedside on 20 Oct 2026: image the right hip" in suspected
         dvt = reminder_row(text, "hip ultrasound for a DVT query (HO mimics DVT)")
         assert (
-            "ultrasound for a DVT query on 2026-10-24: image both hips with ultrasound "
+            "ultrasound for a DVT query on 24 Oct 2026: image both hips with ultrasound "
             "(HO mimics DVT)"
         ) in dvt
         assert "dvt_query" not in re.sub(r'(name|value)="[^"]*"', "", suspected + dvt)

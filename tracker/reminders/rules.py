@@ -320,6 +320,14 @@ def _iso(day_values: np.ndarray | pd.Series) -> np.ndarray:
     return np.where(missing, "", text).astype(object)
 
 
+def _day_words(day_values: np.ndarray | pd.Series) -> np.ndarray:
+    """Day numbers as a person writes them ("10 Feb 2025"); "" where missing."""
+    days = pd.to_datetime(pd.Series(np.asarray(day_values, dtype="float64")), unit="D")
+    present = days.notna().to_numpy()
+    text = days.dt.day.astype("Int64").astype(str) + days.dt.strftime(" %b %Y")
+    return np.where(present, text.to_numpy(object), "").astype(object)
+
+
 def _words(values: pd.Series | np.ndarray) -> np.ndarray:
     """Vocabulary values as words (spinal_cord_injury -> spinal cord injury)."""
     codes, uniques = pd.factorize(np.asarray(values, dtype=object))
@@ -702,7 +710,7 @@ def bedside_cut(cut: Cut, inputs: RuleInputs, protocol: Protocol) -> Cut:
     if studies is not None:
         keyed_studies, _ = keyed(studies, site=False)
         keyed_studies = keyed_studies.drop_duplicates(["pid", "day"])
-        why = "ultrasound for a DVT query on " + _iso(keyed_studies["day"].to_numpy())
+        why = "ultrasound for a DVT query on " + _day_words(keyed_studies["day"].to_numpy())
         queries.append(keyed_studies.assign(why=why))
     if inputs.d_dimers is not None:
         frame = inputs.d_dimers
@@ -719,7 +727,7 @@ def bedside_cut(cut: Cut, inputs: RuleInputs, protocol: Protocol) -> Cut:
             + " above "
             + _numbers_text(frame["ref_high"])[kept]
             + " on "
-            + _iso(raised["day"].to_numpy())
+            + _day_words(raised["day"].to_numpy())
         )
         queries.append(raised.assign(why=why))
     if queries:
@@ -783,7 +791,7 @@ def _losses(cut: Cut) -> pd.DataFrame:
         + "\u00b0 (\u2212"
         + _numbers_text(np.round(100 * (high - low) / high))
         + "%) on "
-        + _iso(lost["day"].to_numpy())
+        + _day_words(lost["day"].to_numpy())
     )
     return pd.DataFrame(
         {
@@ -808,7 +816,8 @@ def suspected_ho_wanted(cut: Cut, rules: ReminderRules) -> pd.DataFrame:
     parts = [_losses(cut)[_EVENTS]]
     if cut.exams is not None:
         signs = cut.exams[cut.exams["signs"].to_numpy() != ""]
-        why = signs["signs"].to_numpy() + " at the bedside on " + _iso(signs["day"].to_numpy())
+        seen_on = _day_words(signs["day"].to_numpy())
+        why = signs["signs"].to_numpy() + " at the bedside on " + seen_on
         parts.append(signs.assign(why=why)[_EVENTS])
     events = pd.concat(parts, ignore_index=True)
     if events.empty:
@@ -884,7 +893,7 @@ DVT_WORDS = ": image both hips with ultrasound (HO mimics DVT)"
 
 
 def suspected_words(why: np.ndarray, place: np.ndarray) -> np.ndarray:
-    """What was seen and what to do: "swelling, warmth at the bedside on 2025-02-10:
+    """What was seen and what to do: "swelling, warmth at the bedside on 10 Feb 2025:
     image the right hip"."""
     code = np.asarray(place, "int64") % 64
     site = _words(_SITE_OF[code // len(SIDES)])
