@@ -1,7 +1,8 @@
 """Reminder planning benchmark: plan a whole cohort against reading its rows raw.
 
 raw  = what a plan reads, SQL -> pandas, no work: every record row assessment
-       needs (`read_cohort`) plus the stored reminders the plan compares with
+       needs (`read_cohort`), the bedside rows the v2 rules read (examinations,
+       DVT-query studies, D-dimers) plus the stored reminders the plan compares with
        (none before the first plan; all of them before the second);
 plan = `reminders.planner.plan`: the same reads, stage and readiness of every site,
        every rule, the comparison with stored reminders on the natural key and the
@@ -46,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tracker.interchange import synth  # noqa: E402
 from tracker.interchange.csv_import import import_folder  # noqa: E402
 from tracker.protocol import Protocol  # noqa: E402
-from tracker.reminders.planner import plan, plan_patient  # noqa: E402
+from tracker.reminders.planner import bedside_tables, plan, plan_patient  # noqa: E402
 from tracker.store import database  # noqa: E402
 from tracker.store.loaders import read_cohort  # noqa: E402
 
@@ -240,11 +241,14 @@ def raw_floor(engine: Engine) -> tuple[float, int, int]:
     started = time.perf_counter()
     with engine.connect() as conn:
         frames = read_cohort(conn)
+        # the bedside rules' rows (v2), which the plan reads besides the cohort frames
+        bedside = bedside_tables(conn, range_of_motion=frames.range_of_motion)
         cursor = conn.exec_driver_sql(STORED_SQL).cursor
         assert cursor is not None
         stored = pd.DataFrame(cursor.fetchall(), columns=[c[0] for c in cursor.description])
     seconds = time.perf_counter() - started
     rows = sum(len(getattr(frames, f.name)) for f in fields(frames))
+    rows += sum(len(frame) for name, frame in bedside.items() if name != "range_of_motion")
     return seconds, rows, len(stored)
 
 

@@ -56,7 +56,7 @@ from tracker.reminders import rules, sites
 from tracker.staging import records as rec
 from tracker.staging.cohort_records import cohort_frames
 from tracker.staging.readiness import Readiness
-from tracker.store.loaders import TABLES, CohortFrames, patient_records, read_table
+from tracker.store.loaders import TABLES, CohortFrames, patient_records, read_frame, read_table
 from tracker.store.models import Patient, Reminder, table_of, utcnow
 from tracker.vocab import ReminderRule, ReminderStatus
 
@@ -277,7 +277,7 @@ def plan(
         if not _thread_bound(engine):
             labs = pool.submit(_read_table, engine, "labs").result
 
-        bedside = bedside_tables(conn)
+        bedside = bedside_tables(conn, range_of_motion=frames["range_of_motion"])
         return reconcile(
             engine=engine,
             inputs=record_inputs({**frames, **bedside}),
@@ -358,14 +358,27 @@ _BEDSIDE_SQL = {
 }
 
 
-def bedside_tables(conn: Connection, mrn: str | None = None) -> dict[str, pd.DataFrame]:
+def bedside_tables(
+    conn: Connection,
+    mrn: str | None = None,
+    *,
+    range_of_motion: pd.DataFrame | None = None,
+) -> dict[str, pd.DataFrame]:
     """The examinations, range of motion, DVT-query ultrasound studies and D-dimer
-    results the bedside rules read (`rules.RuleInputs`), of one patient or all."""
+    results the bedside rules read (`rules.RuleInputs`), of one patient or all.
+
+    All patients' rows come column-wise from the driver, as `read_cohort` reads its
+    frames (`read_frame`); `range_of_motion`, when the caller has already read the
+    cohort's (the same live rows), is used as it is rather than read a second time."""
     tables = {}
     for name, sql in _BEDSIDE_SQL.items():
-        query = sql + (" AND p.mrn = :mrn" if mrn is not None else "")
-        result = conn.execute(sa.text(query), {"mrn": mrn} if mrn is not None else {})
-        tables[name] = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        if name == "range_of_motion" and range_of_motion is not None:
+            tables[name] = range_of_motion
+        elif mrn is None:
+            tables[name] = read_frame(conn, sql, ("date",))
+        else:
+            result = conn.execute(sa.text(sql + " AND p.mrn = :mrn"), {"mrn": mrn})
+            tables[name] = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     return tables
 
 

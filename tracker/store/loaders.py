@@ -178,7 +178,7 @@ def read_table(conn: Connection, name: str) -> pd.DataFrame:
     """One of the cohort frames (`CohortFrames` field `name`), as `read_cohort` reads it,
     or one of the `BEDSIDE_QUERIES` frames."""
     sql, date_columns = _QUERIES[name] if name in _QUERIES else BEDSIDE_QUERIES[name]
-    frame = _read_frame(conn, sql, date_columns)
+    frame = read_frame(conn, sql, date_columns)
     for column in date_columns:
         frame[column] = pd.to_datetime(frame[column], format="ISO8601")
     if "brooker" in frame:
@@ -188,7 +188,7 @@ def read_table(conn: Connection, name: str) -> pd.DataFrame:
     return frame
 
 
-def _read_frame(conn: Connection, sql: str, date_columns: tuple[str, ...]) -> pd.DataFrame:
+def read_frame(conn: Connection, sql: str, date_columns: tuple[str, ...]) -> pd.DataFrame:
     """One query's rows as a frame, built column-wise by Arrow from the driver's plain
     tuples: a third of the time of handing SQLAlchemy rows to pandas, which probes
     every row object (bench/assess_bench.py). Dates stay ISO text on SQLite."""
