@@ -479,7 +479,21 @@ def walk_users(demo_engine: Engine) -> dict[str, int]:
 
 
 @pytest.fixture
-def walkers(demo_engine: Engine, walk_users: dict[str, int]) -> Iterator[dict[str, TestClient]]:
+def bedside(demo_engine: Engine) -> None:
+    """An examination and a range-of-motion measurement of H-READY (the demo has none),
+    so their correction and void forms are walked like every other kind's."""
+    from tracker.services.records import add_exam, add_range_of_motion
+
+    joint = {"engine": demo_engine, "actor": "clinician", "mrn": "H-READY", "site": "hip",
+             "side": "left", "date": "2026-10-20", "today": TODAY}  # fmt: skip
+    add_exam(**joint, swelling="yes", pain="4")
+    add_range_of_motion(**joint, measurements=[{"movement": "flexion", "degrees": "95"}])
+
+
+@pytest.fixture
+def walkers(
+    demo_engine: Engine, walk_users: dict[str, int], bedside: None
+) -> Iterator[dict[str, TestClient]]:
     """A client per role, signed in, and one signed out; the demo planned as of TODAY."""
     plan_reminders(demo_engine, TODAY)
     with ExitStack() as stack:
@@ -531,26 +545,29 @@ def test_void_form_with_its_defaults_is_refused_asking_for_a_reason_and_voids_no
     demo_engine: Engine, walk_users: dict[str, int], walkers: dict[str, TestClient]
 ) -> None:
     clinician = walkers["clinician"]
-    record = demo_values(demo_engine, walk_users).records()[0]
-    page = f"/patients/{record['mrn']}/{record['slug']}/{record['record_id']}/edit"
-    opened = clinician.get(page)
-    assert opened.status_code == 200, opened.text
-    void = [f for f in forms_in(opened.text, page) if (f.action or "").endswith("/void")]
-    assert len(void) == 1, "the correction form offers no void form"
-    (submission,) = void[0].submissions()
-    response = clinician.post(
-        submission.url,
-        content=urlencode(submission.fields),
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
-    assert response.status_code == 422
-    assert "reason" in marked(response.text)
-    table = _table(FORMS[record["slug"]].entity)
-    with demo_engine.connect() as conn:
-        voided = conn.execute(
-            sa.select(table.c.voided_at).where(table.c.id == record["record_id"])
-        ).scalar_one()
-    assert voided is None
+    records = demo_values(demo_engine, walk_users).records()
+    # every correctable kind, the bedside examination and range of motion among them
+    assert {r["slug"] for r in records} >= {"labs", "examination", "range-of-motion"}
+    for record in records:
+        page = f"/patients/{record['mrn']}/{record['slug']}/{record['record_id']}/edit"
+        opened = clinician.get(page)
+        assert opened.status_code == 200, opened.text
+        void = [f for f in forms_in(opened.text, page) if (f.action or "").endswith("/void")]
+        assert len(void) == 1, f"the {record['slug']} correction form offers no void form"
+        (submission,) = void[0].submissions()
+        response = clinician.post(
+            submission.url,
+            content=urlencode(submission.fields),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 422, (record, response.status_code)
+        assert "reason" in marked(response.text), record
+        table = _table(FORMS[record["slug"]].entity)
+        with demo_engine.connect() as conn:
+            voided = conn.execute(
+                sa.select(table.c.voided_at).where(table.c.id == record["record_id"])
+            ).scalar_one()
+        assert voided is None, record
 
 
 def test_every_api_and_fhir_read_answers_ordinary_input(

@@ -164,7 +164,8 @@ def test_the_board_names_each_patient_beside_the_mrn_in_words_not_tokens(
         '<a href="/patients/H-READY">H-READY</a> <span class="name">HUGHES, Gareth</span>'
         in (ready[0])
     )
-    assert "<td>spinal unit</td>" in ready[0] and "<td>left hip</td>" in ready[0]
+    assert '<td data-label="Team">spinal unit</td>' in ready[0]
+    assert '<td data-label="Site">left hip</td>' in ready[0]
     shown = re.sub(r"<[^>]+>", " ", page)  # what a person reads: no tag, no attribute
     for token in ("not_ready", "not_applicable", "insufficient_data", "spinal_unit",
                   "brain_injury_unit", "single_scan", "grade_increase", "genetic_ho",

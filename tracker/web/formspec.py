@@ -262,10 +262,46 @@ def movements_of(site: str | None) -> tuple[str, ...]:
     return JOINT_MOVEMENTS.get(site or "", choices(vocab.Movement))
 
 
-# The forms a record is corrected (and voided, and added through the API) with ...
-FORMS = {f.slug: f for f in (INJURY, IMAGING, BONE_SCAN, COURSE, PROCEDURE, LAB)}
-# ... and those a person adds one with: a bone scan is one form with its ratios.
-NEW_FORMS = {**FORMS, BONE_SCAN_STUDY.slug: BONE_SCAN_STUDY, EXAM.slug: EXAM}
+# One stored examination and one stored range-of-motion measurement, as each is
+# corrected and voided (`records.correct_exam`, `records.correct_range_of_motion`):
+# both are added with the bedside form (EXAM), which stores the two together.
+EXAM_RECORD = FormSpec(
+    "examination",
+    "Examination",
+    "clinical_exam",
+    (
+        Field("date", "Date", "date", required=True),
+        SITE,
+        SIDE,
+        *(Field(sign, sign.capitalize(), "select", SIGN_CHOICES) for sign in vocab.EXAM_SIGNS),
+        Field("pain", "Pain (0-10)", "select", PAIN_SCORES),
+        Field("notes", "Notes", "textarea"),
+    ),
+)
+ROM_RECORD = FormSpec(
+    "range-of-motion",
+    "Range of motion",
+    "range_of_motion",
+    (
+        Field("date", "Date", "date", required=True),
+        SITE,
+        SIDE,
+        Field("movement", "Movement", "select", choices(vocab.Movement), True),
+        Field("degrees", "Degrees (0-200)", "number", required=True),
+    ),
+)
+
+# The forms a record is corrected and voided with (the API adds the first six) ...
+FORMS = {
+    f.slug: f for f in (INJURY, IMAGING, BONE_SCAN, COURSE, PROCEDURE, LAB, EXAM_RECORD, ROM_RECORD)
+}
+# ... and those a person adds one with: a bone scan is one form with its ratios, an
+# examination one form with the joint's range of motion (so no form of its own).
+NEW_FORMS = {
+    **{slug: f for slug, f in FORMS.items() if f is not ROM_RECORD},
+    BONE_SCAN_STUDY.slug: BONE_SCAN_STUDY,
+    EXAM.slug: EXAM,
+}
 # The most rows (findings, measurements, sites) one form or API call saves. A form
 # sent with a filled row beyond it is refused beside the first row too many
 # (`too_many_rows`), never cut short: every row sent is saved, or none.

@@ -50,6 +50,8 @@ CORRECTORS = {
     "courses": "correct_course",
     "procedures": "correct_procedure",
     "labs": "correct_lab",
+    "examination": "correct_exam",
+    "range-of-motion": "correct_range_of_motion",
 }
 
 
@@ -353,6 +355,8 @@ def current_values(
             "courses": story.courses,
             "procedures": story.procedures,
             "labs": story.labs,
+            "examination": story.exams,
+            "range-of-motion": story.range_of_motion,
         }
         found = next((r for r in pools[spec.slug] if r.id == record_id), None)
         if spec.slug == "bone-scans" and found is not None:

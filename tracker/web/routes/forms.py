@@ -211,6 +211,10 @@ def _what(spec: FormSpec, values: dict[str, str]) -> str:
         "procedures": labels.words(v("kind")),
         "labs": f"{labels.words(v('analyte'))} {v('value') or ''} {v('unit') or ''}".strip(),
         "examination": labels.place(v("site"), v("side")),
+        "range-of-motion": (
+            f"{labels.place(v('site'), v('side'))} {labels.words(v('movement'))} "
+            f"{v('degrees') or ''}°"
+        ),
     }.get(spec.slug, "")
     if spec is EXAM:
         return ", ".join(part for part in (head, _said_date(v("date") or "")) if part)
