@@ -12,6 +12,7 @@ this module without pulling in the database, the web app or the clinical core.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from typing import Any
 
 __all__ = [
     "FieldError",
+    "arrived",
     "count",
+    "day",
     "describe",
     "entity",
     "explained",
@@ -253,6 +256,7 @@ ENTITIES: dict[str, str] = {
     "audit_event": "audit event",
     "dicom_pending_site": "DICOM site awaiting a finding",
     "site_assessment": "site assessment",
+    "pacs_poll_state": "PACS feed position",
     "user": "user",
     "query": "search",
 }
@@ -412,6 +416,11 @@ def words(value: Any) -> str:
     return text.replace("_", " ")
 
 
+def day(value: dt.date) -> str:
+    """A clinical date as a person writes it: '10 Feb 2025' (no leading zero)."""
+    return f"{value.day} {value:%b %Y}"
+
+
 def rule(value: Any) -> str:
     """A reminder rule as words: 'maturity_bone_scan' -> 'bone scan for maturity'."""
     text = _text(value)
@@ -457,6 +466,28 @@ def place(site: Any, side: Any = None) -> str:
     if not where:
         return words(side)
     return f"{words(side)} {where}" if _text(side) else where
+
+
+def arrived(
+    modality: Any, site: Any, side: Any, day: Any, *, body_part: Any = None, today: Any = None
+) -> str:
+    """A study that waits for its finding (a DICOM pending site, issue 17), as the
+    worklist says it: 'radiograph of the right hip arrived on 3 Mar: record the
+    finding'. A midline site is just the site ('CT of the pelvis'); a body part the
+    tracker does not map is named as the header said it. The year is said only when
+    it is not this year's (`today`, a date)."""
+    if _text(site):
+        where = words(site) if _text(side) in ("", "midline") else place(site, side)
+        where = f"the {where}"
+    elif _text(body_part):
+        where = f"body part {_text(body_part).lower()}"
+        where += f" ({words(side)})" if _text(side) else ""
+    else:
+        where = "an unnamed site"
+    when = f"{day.day} {day:%b}"
+    if today is not None and getattr(today, "year", day.year) != day.year:
+        when += f" {day.year}"
+    return f"{words(modality)} of {where} arrived on {when}: record the finding"
 
 
 def team(name: Any) -> str:

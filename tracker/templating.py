@@ -70,6 +70,7 @@ def jinja_environment(templates: Path) -> Environment:
     env.filters["count"] = labels.count
     env.filters["plural"] = labels.plural
     env.globals["place"] = labels.place
+    env.globals["arrived"] = labels.arrived
     env.globals["describe"] = labels.describe
     env.globals["marked_fields"] = marked_fields
     env.globals["error_summary"] = labels.summary

@@ -60,6 +60,7 @@ ROUTES_WITHOUT_PATIENT_DATA = {
     "POST /admin/users/{user_id}/enable": "user accounts",
     "POST /admin/users/{user_id}/token": "user accounts",
     "GET /admin/protocol": "the clinic protocol",
+    "GET /admin/pacs": "the PACS feed's position and last error",
     "POST /admin/protocol": "the clinic protocol",
     "POST /board/refresh": "recomputes the stored calls (derived; shows no patient)",
     "GET /healthz": "a probe",
@@ -80,6 +81,7 @@ COMMANDS_WITHOUT_PATIENT_DATA = {
     "reminders plan": "the system's own planning of reminders",
     "reminders deliver": "the system's own delivery of reminders",
     "board refresh": "recomputes the stored calls (derived; shows no patient)",
+    "pacs status": "the PACS feed's position and last error",
 }
 
 # Entry points that show or change patient data but are not yet audited, or not yet
@@ -99,6 +101,7 @@ NOT_YET_EXERCISED = {
     "POST /api/v1/patients/{mrn}/labs": "audited as create",
     "POST /api/v1/records/{entity}/{record_id}/void": "audited as void",
     "dicom import": "needs DICOM files (tests/interop/test_dicom_import.py)",
+    "pacs poll": "needs a PACS; audited as import per patient (tests/pacs)",
     "dicom complete": "audited as correct (tests/interop/test_dicom_import.py)",
     "dicom pending": "logs a view per patient listed; the demo holds no DICOM study",
 }
@@ -337,6 +340,10 @@ ROUTE_SCENARIOS: dict[str, Scenario] = {
     "POST /import": _web_import,
     "GET /fhir/Patient/{mrn}/$everything": lambda c: (
         c.api("get", f"/fhir/Patient/{MRN}/$everything"),
+        MRN,
+    )[1],
+    "GET /fhir/ServiceRequest": lambda c: (
+        c.api("get", f"/fhir/ServiceRequest?patient={MRN}"),
         MRN,
     )[1],
     "GET /api/v1/patients/{mrn}": lambda c: (c.api("get", f"/api/v1/patients/{MRN}"), MRN)[1],

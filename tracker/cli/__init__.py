@@ -19,6 +19,7 @@ from tracker.cli import (
     dicom,
     fhir,
     interchange,
+    pacs,
     patients,
     reminders,
     reports,
@@ -71,6 +72,7 @@ app.add_typer(reminders.app, name="reminders")
 app.add_typer(teams.app, name="teams")
 app.add_typer(fhir.app, name="fhir")
 app.add_typer(dicom.app, name="dicom")
+app.add_typer(pacs.app, name="pacs")
 app.add_typer(users.app, name="users")
 app.add_typer(board.app, name="board")
 

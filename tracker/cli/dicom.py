@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from tracker import vocab
-from tracker.cli.console import login_name, open_engine, out
+from tracker.cli.console import clinic_protocol, login_name, open_engine, out
 from tracker.errors import TrackerError
 
 app = typer.Typer(help="Imaging studies from DICOM headers.", no_args_is_help=True)
@@ -129,8 +129,9 @@ def dicom_complete_command(
         "notes": notes,
     }
     done = complete_pending_site(
-        engine=engine, actor=by or login_name(), pending_id=pending_id, finding=finding
-    )
+        engine=engine, actor=by or login_name(), pending_id=pending_id, finding=finding,
+        protocol=clinic_protocol(None),  # the reminder the study satisfies closes with it
+    )  # fmt: skip
     where = f"{site or waiting.site} {side or waiting.side}"
     if done.status == "completed":
         out.print(

@@ -133,6 +133,28 @@ def list_command(
             row["due"].isoformat(), row["status"], note or "",
         )  # fmt: skip
     out.print(table)
+    if not status:
+        _print_waiting(engine, mrn)
+
+
+WAITING_SHOWN = 20
+
+
+def _print_waiting(engine: Any, mrn: str | None) -> None:
+    """The studies that arrived (DICOM files, the PACS) and wait for their finding,
+    as the worklist page says them (issue 17)."""
+    from tracker import labels
+    from tracker.services.interop import pending_sites
+
+    waiting = pending_sites(engine=engine, mrn=mrn, limit=WAITING_SHOWN + 1)
+    today = dt.date.today()
+    for site in waiting[:WAITING_SHOWN]:
+        said = labels.arrived(
+            site.modality, site.site, site.side, site.date, body_part=site.body_part, today=today
+        )
+        out.print(f"{site.mrn}: {labels.capital(said)} (`ho-tracker dicom complete {site.id}`).")
+    if len(waiting) > WAITING_SHOWN:
+        out.print("More studies wait for their finding: `ho-tracker dicom pending` lists them.")
 
 
 def _json(row: dict[str, Any]) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def read_header(path: Path, today: dt.date) -> tuple[DicomStudy | None, list[Pro
     except Exception as error:  # any malformed file is the user's, not a server fault
         return None, [Problem(source, None, "file", f"cannot be read as DICOM ({_said(error)})")]
     try:
-        return _study_of(header, source, today)
+        return study_of(header, source, today)
     except Exception as error:  # an element pydicom cannot decode (values are read lazily)
         return None, [Problem(source, None, "file", f"has a header that cannot be read "
                               f"({_said(error)})")]  # fmt: skip
@@ -113,9 +113,11 @@ def _said(error: Exception) -> str:
     return f"{type(error).__name__}: {str(error)[:200]}"
 
 
-def _study_of(
+def study_of(
     header: pydicom.Dataset, source: str, today: dt.date
 ) -> tuple[DicomStudy | None, list[Problem]]:
+    """The study a header says (a file's, or a PACS's QIDO-RS answer made a Dataset),
+    or the problems that refuse it, by element: one check for every way in."""
     problems = []
 
     def text(keyword: str) -> str:
@@ -199,17 +201,8 @@ def import_dicom(
         problems += found
         if study is not None:
             summary.studies.append(study)
-    patient = table_of(Patient)
     with engine.begin() as conn:
-        mrns = sorted({s.mrn for s in summary.studies})
-        query = sa.select(patient.c.mrn, patient.c.id, patient.c.birth_date).where(
-            patient.c.mrn.in_(mrns)
-        )
-        if "voided_at" in patient.c:  # a voided patient takes no new studies
-            query = query.where(patient.c.voided_at.is_(None))
-        stored = conn.execute(query).all()
-        ids = {mrn: pid for mrn, pid, _ in stored}
-        born = {mrn: birth for mrn, _, birth in stored if birth is not None}
+        ids, born = known_patients(conn, {s.mrn for s in summary.studies})
         problems += [
             Problem(
                 s.source, None, PATIENT_ID, f"'{s.mrn}' is not a known patient; import it first"
@@ -234,7 +227,7 @@ def import_dicom(
         added: dict[str, dict[str, int]] = {}
         for study in summary.studies:
             counts = (summary.studies_added, summary.sites_added)
-            _store(conn, study, ids[study.mrn], summary)
+            store_study(conn, study, ids[study.mrn], summary)
             mine = added.setdefault(study.mrn, {"imaging studies": 0, "pending sites": 0})
             mine["imaging studies"] += summary.studies_added - counts[0]
             mine["pending sites"] += summary.sites_added - counts[1]
@@ -243,7 +236,28 @@ def import_dicom(
     return summary
 
 
-def _store(conn: sa.Connection, study: DicomStudy, patient_id: int, summary: DicomSummary) -> None:
+def known_patients(
+    conn: sa.Connection, mrns: Iterable[str]
+) -> tuple[dict[str, int], dict[str, dt.date]]:
+    """The live patients among `mrns`: their ids, and the birth dates that are known."""
+    patient = table_of(Patient)
+    query = sa.select(patient.c.mrn, patient.c.id, patient.c.birth_date).where(
+        patient.c.mrn.in_(sorted(set(mrns)))
+    )
+    if "voided_at" in patient.c:  # a voided patient takes no new studies
+        query = query.where(patient.c.voided_at.is_(None))
+    stored = conn.execute(query).all()
+    ids = {mrn: pid for mrn, pid, _ in stored}
+    born = {mrn: birth for mrn, _, birth in stored if birth is not None}
+    return ids, born
+
+
+def store_study(
+    conn: sa.Connection, study: DicomStudy, patient_id: int, summary: DicomSummary
+) -> None:
+    """Store one checked study by its natural key (patient, date, modality, accession)
+    and its pending site (body part, laterality), each only if not already stored: the
+    same study from a file and from the PACS is one imaging study."""
     table = table_of(ImagingStudy)
     query = sa.select(table.c.id).where(
         table.c.patient_id == patient_id,

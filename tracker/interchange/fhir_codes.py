@@ -59,6 +59,9 @@ STAGE = system("stage")
 INDICATION = system("indication")  # why an imaging study was done (ImagingStudy.reasonCode)
 SIGN = system("sign")  # yes / no of an examination sign (swelling, warmth, erythema)
 MOVEMENT = system("movement")  # the movement a range-of-motion Observation measures
+# the reminder rule (model-spec section 9) behind a ServiceRequest (its reasonCode):
+# export only, as ServiceRequests are derived from the records and never read back
+REMINDER_RULE = system("reminder-rule")
 
 # Categories that tell the importer which interchange file a resource belongs to.
 INJURY = "injury"
@@ -228,6 +231,7 @@ VOCABULARIES = {
     INDICATION: vocab.Indication,
     SIGN: vocab.Sign,
     MOVEMENT: vocab.Movement,
+    REMINDER_RULE: vocab.ReminderRule,
 }
 
 

@@ -15,6 +15,7 @@ export would write. Each interchange row becomes one resource:
 | labs.csv | Observation (LOINC where one exists) |
 | exams.csv | Observation per examined joint (signs and pain, LOINC 72514-3, as components) |
 | rom.csv | Observation per movement (the movement as code, degrees in UCUM `deg`) |
+| reminders (imaging rules) | ServiceRequest (`fhir_requests`; derived, ignored on import) |
 
 A site finding's Observation is derivedFrom its study. Derived summaries are added
 for readers who want them and ignored on import: a Condition per site with HO
@@ -27,6 +28,7 @@ the resources used here, so a Bundle that validates is valid R4) before it is gi
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -70,21 +72,44 @@ def read_records(engine: Engine, mrn: str | None = None) -> dict[str, pd.DataFra
     return frames
 
 
-def patient_bundle(*, engine: Engine, mrn: str, protocol: Protocol | None = None) -> dict[str, Any]:
+def patient_bundle(
+    *, engine: Engine, mrn: str, protocol: Protocol | None = None, today: dt.date | None = None
+) -> dict[str, Any]:
     """Everything recorded for one patient as a validated Bundle (JSON-ready dict);
-    `protocol` (default: the spec's) is named on each derived stage."""
-    return bundle_from(read_records(engine, mrn), protocol)
+    `protocol` (default: the spec's) is named on each derived stage. The patient's
+    imaging reminders are ServiceRequests (`fhir_requests`), judged as of `today`."""
+    return bundle_from(read_records(engine, mrn), protocol, _reminders(engine, mrn), today)
 
 
-def cohort_bundle(*, engine: Engine, protocol: Protocol | None = None) -> dict[str, Any]:
+def cohort_bundle(
+    *, engine: Engine, protocol: Protocol | None = None, today: dt.date | None = None
+) -> dict[str, Any]:
     """Every patient as one validated Bundle (JSON-ready dict)."""
-    return bundle_from(read_records(engine), protocol)
+    return bundle_from(read_records(engine), protocol, _reminders(engine), today)
+
+
+def _reminders(engine: Engine, mrn: str | None = None) -> pd.DataFrame:
+    from tracker.interchange.fhir_requests import read_reminders
+
+    with engine.connect() as conn:
+        return read_reminders(conn, mrn)
 
 
 def bundle_from(
-    frames: dict[str, pd.DataFrame], protocol: Protocol | None = None
+    frames: dict[str, pd.DataFrame],
+    protocol: Protocol | None = None,
+    reminders: pd.DataFrame | None = None,
+    today: dt.date | None = None,
 ) -> dict[str, Any]:
-    provenance = _provenance(protocol or Protocol())
+    """The Bundle of these records; with `reminders` (`fhir_requests.read_reminders`),
+    each patient's imaging reminders follow the patient's records as ServiceRequests."""
+    from tracker.interchange.fhir_requests import service_requests
+
+    protocol = protocol or Protocol()
+    provenance = _provenance(protocol)
+    requests: dict[str, list[Resource]] = {}
+    if reminders is not None:
+        requests = service_requests(reminders, frames, protocol, today or dt.date.today())
     by_patient: dict[str, dict[str, list[Row]]] = {
         name: {
             str(mrn): rows.to_dict("records")  # type: ignore[misc]
@@ -99,7 +124,7 @@ def bundle_from(
         own = {name: rows.get(mrn, []) for name, rows in by_patient.items()}
         entries += [
             {"fullUrl": f"urn:uuid:{r['id']}", "resource": _tidy(r)}
-            for r in patient_resources(patient, own, provenance)
+            for r in patient_resources(patient, own, provenance) + requests.get(mrn, [])
         ]
     document = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     # Every resource is validated by the FHIR models (an invalid one raises, a bug of
@@ -163,7 +188,7 @@ def _category(code: str) -> list[dict[str, Any]]:
     return [{"coding": [codes.coding(codes.RECORD, code, code.replace("_", " "))]}]
 
 
-def _body_site(site: str, side: str) -> dict[str, Any]:
+def body_site(site: str, side: str) -> dict[str, Any]:
     concept = codes.concept(codes.SITE, site)
     laterality = codes.concept(
         codes.SIDE, side, codes.standard(codes.SIDE_SNOMED, codes.SNOMED, side)
@@ -291,7 +316,7 @@ def _finding(
         "subject": subject,
         "effectiveDateTime": row["date"],
         "derivedFrom": [study],
-        "bodySite": _body_site(row["site"], row["side"]),
+        "bodySite": body_site(row["site"], row["side"]),
         "valueCodeableConcept": codes.concept(
             codes.HO, row["ho"], codes.standard(codes.HO_SNOMED, codes.SNOMED, row["ho"])
         ),
@@ -302,8 +327,6 @@ def _finding(
 
 def _stage(row: Row) -> str:
     """The stage this one finding shows (model-spec section 3): derived, for readers."""
-    import datetime as dt
-
     finding = Finding(
         date=dt.date.fromisoformat(row["date"]),
         modality=row["modality"],
@@ -342,7 +365,7 @@ def _ho_conditions(
                 "coding": [codes.m61_code(site, injury_kinds)],
                 "text": "heterotopic ossification",
             },
-            "bodySite": [_body_site(site, side)],
+            "bodySite": [body_site(site, side)],
             "subject": subject,
             "onsetDateTime": date,
         }
@@ -376,7 +399,7 @@ def _bone_scan(subject: dict[str, str], row: Row) -> Resource:
         "code": codes.concept(codes.RECORD, codes.BONE_SCAN),
         "subject": subject,
         "effectiveDateTime": row["date"],
-        "bodySite": _body_site(row["site"], row["side"]),
+        "bodySite": body_site(row["site"], row["side"]),
         "valueQuantity": {
             "value": _number(row["ratio"]),
             "unit": "lesion/reference ratio",
@@ -401,7 +424,7 @@ def _course(subject: dict[str, str], row: Row) -> Resource:
         dose = {"value": _number(row["dose"])} | (
             {"unit": row["dose_unit"]} if row["dose_unit"] else {}
         )
-    site = _body_site(row["site"], row["side"]) if row["site"] else None
+    site = body_site(row["site"], row["side"]) if row["site"] else None
     key = ("Course", row["mrn"], agent, row["intent"], row["start_date"])
     base: Resource = {
         "id": resource_id(*key),
@@ -452,7 +475,7 @@ def _procedure(subject: dict[str, str], row: Row) -> Resource:
         ),
         "subject": subject,
         "performedDateTime": row["date"],
-        "bodySite": [_body_site(row["site"], row["side"])],
+        "bodySite": [body_site(row["site"], row["side"])],
         "note": _note(row["notes"]),
     }
 
@@ -505,7 +528,7 @@ def _exam(subject: dict[str, str], row: Row) -> Resource:
         "code": codes.concept(codes.RECORD, codes.EXAM),
         "subject": subject,
         "effectiveDateTime": row["date"],
-        "bodySite": _body_site(row["site"], row["side"]),
+        "bodySite": body_site(row["site"], row["side"]),
         "component": components or None,
         "note": _note(row["notes"]),
     }
@@ -525,7 +548,7 @@ def _range_of_motion(subject: dict[str, str], row: Row) -> Resource:
         "code": code,
         "subject": subject,
         "effectiveDateTime": row["date"],
-        "bodySite": _body_site(row["site"], row["side"]),
+        "bodySite": body_site(row["site"], row["side"]),
         "valueQuantity": {
             "value": _number(row["degrees"]),
             "unit": codes.DEGREES,

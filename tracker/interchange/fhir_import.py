@@ -9,9 +9,11 @@ value came from (`Bundle.entry[3].resource.component[brooker].valueInteger`).
 Read: Patient, Condition (injuries; the derived HO Conditions are summaries and
 are skipped), ImagingStudy (with its indication), Observation (site findings, bone
 scans, labs, bedside examinations and range of motion; the derived `stage` component
-is skipped), MedicationStatement and Procedure (courses and procedures). Anything
-else is refused, as is a reference that points at no entry of the Bundle and a
-code that names no word of the tracker's vocabulary.
+is skipped), MedicationStatement and Procedure (courses and procedures).
+ServiceRequests (the tracker's imaging reminders, `fhir_requests`) are skipped:
+reminders are planned from the records, never imported. Anything else is refused,
+as is a reference that points at no entry of the Bundle and a code that names no
+word of the tracker's vocabulary.
 
 Hostile input (issue 15) is refused in words, never with a traceback: a file that is
 not JSON (with its line and column), JSON nested deeper than `MAX_DEPTH` (counted
@@ -55,6 +57,8 @@ SUPPORTED = (
     "MedicationStatement",
     "Procedure",
 )
+# Derived from the records and skipped on import (the next plan run makes them again).
+SKIPPED = ("ServiceRequest",)
 Resource = dict[str, Any]
 
 # Deepest nesting of JSON arrays and objects read. A tracker Bundle needs about a dozen
@@ -254,7 +258,7 @@ def _check_entries(reading: _Reading, document: Resource) -> None:
             reading.problem(path, f"is required: the type of the resource ({supported})")
         elif not isinstance(kind, str):
             reading.problem(path, f"must be the name of a resource type, not {_json_kind(kind)}")
-        elif kind not in SUPPORTED:
+        elif kind not in SUPPORTED and kind not in SKIPPED:
             known = _is_fhir_type(kind)
             what = "is not supported" if known else "is not a FHIR R4 resource type"
             reading.problem(path, f"'{_shown(kind)}' {what}; a tracker Bundle holds {supported}")
@@ -336,6 +340,8 @@ class _Resource:
 
     def read(self) -> None:
         kind = self.resource["resourceType"]
+        if kind in SKIPPED:
+            return
         if kind == "Patient":
             self._patient()
             return

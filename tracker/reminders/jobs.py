@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import FrameType
@@ -316,6 +317,43 @@ def add_jobs(
         replace_existing=True,
         **JOB_DEFAULTS,
     )
+    add_pacs_job(scheduler, jobs, first=first)
+
+
+# How often the PACS job looks whether a poll is due: the poll itself runs every
+# HO_TRACKER_PACS_POLL_MINUTES, or after its back-off (1, 2, 4 ... 60 minutes) once
+# it failed; the attempt time is kept in `pacs_poll_state` (tracker.pacs).
+PACS_CHECK_SECONDS = 60
+
+
+def add_pacs_job(
+    scheduler: BaseScheduler,
+    jobs: ReminderJobs,
+    *,
+    first: datetime,
+    environ: Mapping[str, str] | None = None,
+) -> bool:
+    """Register the PACS poll (issue 17) when `HO_TRACKER_PACS_URL` is set; whether
+    it was registered."""
+    from tracker.pacs import PacsSettings, poll_if_due
+
+    pacs = PacsSettings.from_environ(os.environ if environ is None else environ)
+    if pacs is None:
+        return False
+    scheduler.add_job(
+        jobs.scheduled(
+            "pacs", lambda: poll_if_due(engine=jobs.engine, settings=pacs, now=jobs.clock())
+        ),
+        "interval",
+        seconds=PACS_CHECK_SECONDS,
+        start_date=first,
+        next_run_time=first + timedelta(seconds=PACS_CHECK_SECONDS),
+        id="pacs.poll",
+        name="PACS poll (DICOMweb)",
+        replace_existing=True,
+        **JOB_DEFAULTS,
+    )
+    return True
 
 
 def refresh_stored_assessments(jobs: ReminderJobs) -> object:

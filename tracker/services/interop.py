@@ -5,7 +5,7 @@ app call these."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,39 @@ def fhir_bundle(
     if mrn is None:
         return fhir_export.cohort_bundle(engine=engine, protocol=protocol)
     return fhir_export.patient_bundle(engine=engine, mrn=mrn, protocol=protocol)
+
+
+def fhir_service_requests(
+    *,
+    engine: Engine,
+    mrn: str | None = None,
+    statuses: Collection[str] | None = None,
+    protocol: Protocol | None = None,
+    today: dt.date | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """One patient's imaging reminders (NotFound if the patient is unknown), or every
+    patient's, as FHIR ServiceRequests, those of `statuses` (FHIR request statuses;
+    default all), as a validated searchset Bundle, with the mrns of the patients it
+    shows (for the audit): `GET /fhir/ServiceRequest?patient=MRN`. Each is the
+    ServiceRequest that patient's `$everything` holds."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    from tracker.interchange import fhir_requests
+
+    protocol = protocol or Protocol()
+    frames = fhir_export.read_records(engine, mrn)
+    with engine.connect() as conn:
+        reminders = fhir_requests.read_reminders(conn, mrn)
+    day = today or dt.date.today()
+    by_patient = fhir_requests.service_requests(reminders, frames, protocol, day)
+    found, shown = [], []
+    for patient_mrn, resources in by_patient.items():
+        kept = [r for r in resources if statuses is None or r["status"] in statuses]
+        found += kept
+        shown += [patient_mrn] if kept else []
+    bundle = fhir_requests.searchset(found)
+    Bundle.model_validate(bundle)
+    return bundle, shown
 
 
 def import_fhir(
@@ -118,17 +151,24 @@ def _pending_query() -> sa.Select:
 
 
 def pending_sites(
-    *, engine: Engine, mrn: str | None = None, include_completed: bool = False
+    *,
+    engine: Engine,
+    mrn: str | None = None,
+    include_completed: bool = False,
+    limit: int | None = None,
 ) -> list[PendingSite]:
     """Pending sites of every patient (or one), oldest study first, for the worklist
     and the web app: each needs a clinician to record the site's finding. One query
-    (the patient page relies on it). With `include_completed`, completed ones too."""
+    (the patient page relies on it). With `include_completed`, completed ones too;
+    with `limit`, the oldest that many (the worklist's page)."""
     query = _pending_query().order_by(_study.c.date, _patient.c.mrn, _pending.c.id)
     query = query.where(_study.c.voided_at.is_(None))
     if not include_completed:
         query = query.where(_pending.c.status == "pending")
     if mrn is not None:
         query = query.where(_patient.c.mrn == mrn)
+    if limit is not None:
+        query = query.limit(limit)
     with engine.connect() as conn:
         return [PendingSite(*row) for row in conn.execute(query)]
 
@@ -151,12 +191,15 @@ def complete_pending_site(
     pending_id: int,
     finding: Mapping[str, Any],
     today: dt.date | None = None,
+    protocol: Protocol | None = None,
 ) -> PendingSite:
     """Record the finding of a pending site (ho, and site, side and features when given)
     as a new finding of its study through `correct_imaging_study`, so checks, version
     and audit are the web form's; a finding that matches completes the site. Site and
     side default to the ones the header maps to. Returns the site as it now stands
-    (still pending if a site or side other than its own was given)."""
+    (still pending if a site or side other than its own was given). With the clinic
+    `protocol`, the patient's reminders are re-planned at once, so the reminder the
+    study satisfies (a monitoring radiograph, issue 17) closes with it."""
     site = pending_site(engine=engine, pending_id=pending_id)
     if site.status != "pending":
         raise Conflict(
@@ -197,5 +240,6 @@ def complete_pending_site(
         expected_version=version,
         changes={"findings": rows},
         today=today,
+        protocol=protocol,
     )
     return pending_site(engine=engine, pending_id=pending_id)

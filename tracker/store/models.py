@@ -761,6 +761,28 @@ class DicomPendingSite(Timestamped, table=True):
     completed_by: str | None = Field(default=None, max_length=200)
 
 
+class PacsPollState(SQLModel, table=True):
+    """Where the PACS feed stands (issue 17): one row. Studies dated up to and including
+    `complete_through` have all been read; each date window is written in the same
+    transaction as the advance of this position, so a restart neither misses nor
+    repeats a study. A failed poll leaves the position and records what went wrong
+    (in words), how many polls in a row failed and when the next one may try."""
+
+    __tablename__ = "pacs_poll_state"
+    __table_args__ = (
+        sa.CheckConstraint("id = 1", name="single_row"),
+        sa.CheckConstraint("failures >= 0", name="failures_not_negative"),
+    )
+
+    id: int = Field(default=1, primary_key=True)
+    complete_through: dt.date | None = None
+    last_success_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    last_error: str | None = Field(default=None, max_length=500)
+    last_error_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    failures: int = Field(default=0, nullable=False, sa_column_kwargs={"server_default": "0"})
+    next_attempt_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
 BOARD_ORDER = ("priority", "rank_date", "mrn", "id")
 
 

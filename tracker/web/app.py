@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -124,13 +124,39 @@ def create_app(
         return app.openapi()
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
+    def healthz(request: Request) -> dict[str, Any]:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
-        return {"status": "ok"}
+        answer: dict[str, Any] = {"status": "ok"}
+        detail = _admin_detail(request, engine)
+        if detail:
+            answer["detail"] = detail
+        return answer
 
     _add_error_handlers(app)
     return app
+
+
+def _admin_detail(request: Request, engine: Engine) -> dict[str, Any]:
+    """What `/healthz` adds for an admin (session or token): the PACS feed's last
+    successful poll and last error (issue 17). Probes, signed out, get the status."""
+    import os
+
+    from tracker.pacs import PacsSettings
+    from tracker.pacs.state import health
+    from tracker.web.deps import api_viewer
+
+    try:
+        viewer = api_viewer(request)
+    except (NotSignedIn, BadCsrf, HTTPException):
+        return {}
+    if viewer.role != "admin":
+        return {}
+    try:
+        pacs = PacsSettings.from_environ(os.environ)
+    except TrackerError as refused:
+        return {"pacs": {"said": [str(refused)]}}
+    return {"pacs": health(engine=engine, url=pacs.url)} if pacs is not None else {}
 
 
 def is_api(request: Request) -> bool:

@@ -436,6 +436,34 @@ def deliveries_page(request: Request, viewer: PageViewer, engine: EngineDep) -> 
     return render(request, "deliveries.j2", {"rows": rows, "zone": zone})
 
 
+@router.get("/admin/pacs")
+def pacs_page(request: Request, viewer: PageViewer, engine: EngineDep) -> Response:
+    """The PACS feed (issue 17): where it reads, the dates read completely, the last
+    successful poll, the last error and the back-off, in clinic time."""
+    import os
+
+    from tracker.pacs import PacsSettings, read_state
+
+    require(viewer, CAN_ADMINISTER, "read the PACS feed's state")
+    pacs = PacsSettings.from_environ(os.environ)
+    state = read_state(engine=engine)
+    zone = protocol_of(request).reminders.time_zone
+    return render(
+        request,
+        "pacs.j2",
+        {
+            "url": pacs.url if pacs else None,
+            "every": pacs.poll_minutes if pacs else None,
+            "state": state,
+            "success": f"{_clinic_time(request, state.last_success_at)} ({zone})"
+            if state.last_success_at
+            else None,
+            "error_at": _clinic_time(request, state.last_error_at),
+            "next_try": _clinic_time(request, state.next_attempt_at),
+        },
+    )
+
+
 @router.get("/admin/protocol")
 def protocol_page(request: Request, viewer: PageViewer) -> Response:
     require(viewer, CAN_ADMINISTER, "read the clinic protocol")

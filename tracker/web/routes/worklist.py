@@ -19,6 +19,7 @@ from fastapi.responses import RedirectResponse, Response
 from tracker import vocab
 from tracker.errors import Conflict, NotFound, TrackerError, ValidationFailed
 from tracker.services.audit import record_views
+from tracker.services.interop import pending_sites
 from tracker.services.worklist import (
     OPEN,
     WINDOW_WORDS,
@@ -44,6 +45,9 @@ Param = Annotated[str | None, Query(max_length=100)]
 FILTER_KEYS = ("team", "rule", "status", "window", "mine")
 PAGE_KEYS = (*FILTER_KEYS, "after", "before")
 NAMED_IN_NOTICE = 10  # a bulk notice names this many reminders, then counts the rest
+
+
+PENDING_SHOWN = 20  # studies waiting for their finding, shown under the reminders
 
 
 @router.get("/")
@@ -109,9 +113,14 @@ def _show(
     here = {k: v for k, v in values.items() if k in PAGE_KEYS and v}
     back = "/worklist" + (f"?{urlencode(here)}" if here else "")
     rows = _rows(page, viewer, back)
+    # studies that arrived (DICOM files, the PACS) and wait for their finding: the
+    # oldest on the first page of the worklist (issue 17)
+    first_page = not (values.get("after") or values.get("before"))
+    waiting = pending_sites(engine=engine, limit=PENDING_SHOWN + 1) if first_page else []
     # a row per patient shown on this page (issue 15): one insert, however many rows
     record_views(
-        engine=engine, actor=viewer.username, mrns=[str(row["mrn"]) for row in page.rows],
+        engine=engine, actor=viewer.username,
+        mrns=[str(row["mrn"]) for row in page.rows] + [s.mrn for s in waiting[:PENDING_SHOWN]],
         what="worklist", search=filters.query(),
     )  # fmt: skip
     return render(
@@ -133,6 +142,8 @@ def _show(
             "error_field": error_field,
             "ticked": set(ticked),
             "reason": reason,
+            "waiting": waiting[:PENDING_SHOWN],
+            "more_waiting": len(waiting) > PENDING_SHOWN,
         },
         status=status,
     )
