@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from tests.conftest import SERVER_URL, private_postgres_url, reset_postgres
-from tests.web.test_web_scale_out import free_port, serve
+from tests.servers import serving
 from tests.web.web_support import (
     DEMO,
     PASSWORD,
@@ -293,21 +291,6 @@ def test_the_idle_limit_is_a_setting_and_no_session_outlives_twelve_hours(
     assert reasons == ["idle", "expired"]
 
 
-def wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until `base` answers /healthz (a loaded machine may take a while to start)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{base} exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{base} not healthy: {log.read_text(errors='replace')[-2000:]}")
-
-
 @pytest.mark.postgres
 def test_two_postgres_serve_processes_share_sessions_and_their_ending(tmp_path: Path) -> None:
     """Signed in through process A, signed out through process B: A refuses the
@@ -323,10 +306,7 @@ def test_two_postgres_serve_processes_share_sessions_and_their_ending(tmp_path: 
     finally:
         engine.dispose()
     env = {**os.environ, "HO_TRACKER_DATABASE_URL": url, "HO_TRACKER_SECRET_KEY": "t" * 48}
-    ports = (free_port(), free_port())
     logs = (tmp_path / "a.log", tmp_path / "b.log")
-    processes = [serve(env, port, log) for port, log in zip(ports, logs, strict=True)]
-    a, b = (f"http://127.0.0.1:{port}" for port in ports)
 
     def signed_in(client: httpx.Client, base: str, username: str) -> str:
         page = client.get(f"{base}/signin")
@@ -344,43 +324,34 @@ def test_two_postgres_serve_processes_share_sessions_and_their_ending(tmp_path: 
             other.cookies.set(SESSION_COOKIE, cookie)
             return other.get(f"{base}{path}").status_code
 
-    try:
-        for base, process, log in zip((a, b), processes, logs, strict=True):
-            wait_healthy(base, process, log)
-        with httpx.Client(follow_redirects=False, timeout=10) as client:
-            cookie = signed_in(client, a, "clinician")
-            assert status_with(a, cookie) == 200 and status_with(b, cookie) == 200
-            page = client.get(f"{b}/worklist")
-            out = client.post(f"{b}/signout", data={"csrf_token": csrf_in(page.text)})
-            assert out.status_code == 303
-            assert status_with(a, cookie) == 303
-            assert status_with(a, cookie, PATIENTS_API) == 401
+    with (
+        serving(env, logs) as (a, b),
+        httpx.Client(follow_redirects=False, timeout=10) as client,
+    ):
+        cookie = signed_in(client, a, "clinician")
+        assert status_with(a, cookie) == 200 and status_with(b, cookie) == 200
+        page = client.get(f"{b}/worklist")
+        out = client.post(f"{b}/signout", data={"csrf_token": csrf_in(page.text)})
+        assert out.status_code == 303
+        assert status_with(a, cookie) == 303
+        assert status_with(a, cookie, PATIENTS_API) == 401
 
-            # disabled through B while signed in on A
-            client.cookies.clear()
-            surgeon = signed_in(client, a, "surgeon")
-            assert status_with(a, surgeon) == 200
-            client.cookies.clear()
-            signed_in(client, b, "admin")
-            users = client.get(f"{b}/admin/users")
-            found = sa.text("SELECT id FROM user_account WHERE username = 'surgeon'")
-            check = database.make_engine(url)
-            try:
-                with check.connect() as conn:
-                    surgeon_id = conn.execute(found).scalar_one()
-            finally:
-                check.dispose()
-            done = client.post(
-                f"{b}/admin/users/{surgeon_id}/disable", data={"csrf_token": csrf_in(users.text)}
-            )
-            assert done.status_code == 303, done.text
-            assert status_with(a, surgeon) == 303
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # disabled through B while signed in on A
+        client.cookies.clear()
+        surgeon = signed_in(client, a, "surgeon")
+        assert status_with(a, surgeon) == 200
+        client.cookies.clear()
+        signed_in(client, b, "admin")
+        users = client.get(f"{b}/admin/users")
+        found = sa.text("SELECT id FROM user_account WHERE username = 'surgeon'")
+        check = database.make_engine(url)
+        try:
+            with check.connect() as conn:
+                surgeon_id = conn.execute(found).scalar_one()
+        finally:
+            check.dispose()
+        done = client.post(
+            f"{b}/admin/users/{surgeon_id}/disable", data={"csrf_token": csrf_in(users.text)}
+        )
+        assert done.status_code == 303, done.text
+        assert status_with(a, surgeon) == 303

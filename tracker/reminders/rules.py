@@ -27,6 +27,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from tracker import labels
 from tracker.protocol import Protocol, ReminderRules
 from tracker.staging.activity import RATIO_SLACK, classify_activity, delayed_series
 from tracker.staging.assess import assess_patient
@@ -321,11 +322,12 @@ def _iso(day_values: np.ndarray | pd.Series) -> np.ndarray:
 
 
 def _day_words(day_values: np.ndarray | pd.Series) -> np.ndarray:
-    """Day numbers as a person writes them ("10 Feb 2025"); "" where missing."""
-    days = pd.to_datetime(pd.Series(np.asarray(day_values, dtype="float64")), unit="D")
-    present = days.notna().to_numpy()
-    text = days.dt.day.astype("Int64").astype(str) + days.dt.strftime(" %b %Y")
-    return np.where(present, text.to_numpy(object), "").astype(object)
+    """Day numbers as a person writes them (`labels.day`: "10 Feb 2025"), each distinct
+    day once; "" where missing."""
+    codes, uniques = pd.factorize(np.asarray(day_values, dtype="float64"))
+    dates = pd.to_datetime(pd.Series(uniques, dtype="float64"), unit="D").dt.date
+    words = np.array([labels.day(d) for d in dates] + [""], dtype=object)
+    return words[codes]
 
 
 def _words(values: pd.Series | np.ndarray) -> np.ndarray:

@@ -25,16 +25,13 @@ from tracker.services.record_store import (
     EXAM,
     ROM,
     Saved,
-    audit,
     flat_path,
     follow_record,
-    insert_row,
     patient_by_mrn,
-    refuse_duplicate,
     refuse_unknown_in_rows,
     rows_path,
+    store_rows,
     stored_together,
-    typed,
 )
 
 EXAM_FIELDS = (*vocab.EXAM_SIGNS, "pain", "notes")
@@ -114,19 +111,12 @@ def add_examination(
             if problems:
                 raise ValidationFailed(problems)
             if checked_exam is not None:
-                stored = {"patient_id": owner.id, **typed(EXAM, checked_exam, EXAM.columns)}
-                key = {k: stored[k] for k in fmt.EXAMS.key if k != "mrn"}
-                refuse_duplicate(conn, EXAM, {"patient_id": owner.id, **key}, "date")
-                record_id = insert_row(conn, EXAM, stored)
-                audit(conn, actor, "create", EXAM, record_id, owner.mrn, None)
-                saved.append(Saved(EXAM.entity, record_id, 1, owner.mrn))
-            for i, row in enumerate(checked_rom):
-                stored = {"patient_id": owner.id, **typed(ROM, row, ROM.columns)}
-                key = {k: stored[k] for k in fmt.ROM.key if k != "mrn"}
-                refuse_duplicate(conn, ROM, {"patient_id": owner.id, **key}, path(i, "degrees"))
-                record_id = insert_row(conn, ROM, stored)
-                audit(conn, actor, "create", ROM, record_id, owner.mrn, None)
-                saved.append(Saved(ROM.entity, record_id, 1, owner.mrn))
+                saved += store_rows(
+                    conn, EXAM, [checked_exam], owner=owner, actor=actor, named=lambda _: "date"
+                )
+            saved += store_rows(
+                conn, ROM, checked_rom, owner=owner, actor=actor, named=lambda i: path(i, "degrees")
+            )
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
     return follow_record(tuple(saved), engine=engine, protocol=protocol, today=given_today)

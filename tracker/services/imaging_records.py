@@ -43,6 +43,7 @@ from tracker.services.record_store import (
     refuse_unknown,
     refuse_unknown_in_rows,
     rows_path,
+    store_rows,
     stored_together,
     study_table,
     typed,
@@ -218,16 +219,15 @@ def add_bone_scan_study(
                 finding_id = insert_row(conn, FINDING, values)
                 children.append(Saved(FINDING.entity, finding_id, 1, owner.mrn))
             audit(conn, actor, "create", STUDY, study_id, owner.mrn, None)
-            for j, row in enumerate(measurements):
-                stored = {"patient_id": owner.id, **typed(BONE_SCAN, row, BONE_SCAN.columns)}
-                key = {k: stored[k] for k in fmt.BONE_SCANS.key if k != "mrn"}
-                # stored before (an earlier import of the same scan): nothing is kept
-                refuse_duplicate(
-                    conn, BONE_SCAN, {"patient_id": owner.id, **key}, measurement_path(j, "ratio")
-                )
-                record_id = insert_row(conn, BONE_SCAN, stored)
-                audit(conn, actor, "create", BONE_SCAN, record_id, owner.mrn, None)
-                children.append(Saved(BONE_SCAN.entity, record_id, 1, owner.mrn))
+            # a measurement stored before (an earlier import of the same scan): nothing is kept
+            children += store_rows(
+                conn,
+                BONE_SCAN,
+                measurements,
+                owner=owner,
+                actor=actor,
+                named=lambda j: measurement_path(j, "ratio"),
+            )
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
     saved = Saved(STUDY.entity, study_id, 1, owner.mrn, tuple(children))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -249,6 +249,30 @@ def typed(kind: Kind, row: Mapping[str, Any], columns: Sequence[str]) -> dict[st
     return out
 
 
+def store_rows(
+    conn: Connection,
+    kind: Kind,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    owner: Owner,
+    actor: str,
+    named: Callable[[int], str],
+) -> list[Saved]:
+    """Store checked rows of `kind` for `owner`, in order: each typed, refused if a live
+    record of the patient has the same natural key (the problem named `named(i)` for
+    row i, as the caller's form or file names it), inserted and audited. The Saved of
+    each, in the same order."""
+    saved: list[Saved] = []
+    for i, row in enumerate(rows):
+        stored = {"patient_id": owner.id, **typed(kind, row, kind.columns)}
+        key = {k: stored[k] for k in kind.file.key if k != "mrn"}
+        refuse_duplicate(conn, kind, {"patient_id": owner.id, **key}, named(i))
+        record_id = insert_row(conn, kind, stored)
+        audit(conn, actor, "create", kind, record_id, owner.mrn, None)
+        saved.append(Saved(kind.entity, record_id, 1, owner.mrn))
+    return saved
+
+
 def create(
     engine: Engine,
     actor: str,
@@ -272,14 +296,12 @@ def create(
                 birth_date=owner.birth_date,
                 today=today,
             )
-            stored = {"patient_id": owner.id, **typed(kind, row, kind.columns)}
-            key = {k: stored[k] for k in kind.file.key if k != "mrn"}
-            refuse_duplicate(conn, kind, {"patient_id": owner.id, **key}, kind.file.key[-1])
-            record_id = insert_row(conn, kind, stored)
-            audit(conn, actor, "create", kind, record_id, owner.mrn, None)
+            last_key = kind.file.key[-1]
+            (saved,) = store_rows(
+                conn, kind, [row], owner=owner, actor=actor, named=lambda _: last_key
+            )
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
-    saved = Saved(kind.entity, record_id, 1, owner.mrn)
     return follow_record(saved, engine=engine, protocol=protocol, today=given_today)
 
 

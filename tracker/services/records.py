@@ -79,15 +79,13 @@ from tracker.services.record_store import (
     current,
     finding_table,
     follow_record,
-    insert_row,
     owner_of,
     patient_by_mrn,
     record_snapshot,
-    refuse_duplicate,
     refuse_unknown_in_rows,
     rows_path,
+    store_rows,
     stored_together,
-    typed,
     without_timestamps,
 )
 from tracker.values import NOTE_MAX, text_problem
@@ -343,7 +341,6 @@ def add_bone_scan(
         )
     refuse_unknown_in_rows(BONE_SCAN, measurements, MEASUREMENT_FIELDS, "measurements")
     path = rows_path("measurements", ("date",))
-    saved: list[Saved] = []
     try:
         with engine.begin() as conn:
             owner = patient_by_mrn(conn, mrn)
@@ -355,13 +352,9 @@ def add_bone_scan(
                 birth_date=owner.birth_date,
                 today=today,
             )
-            for i, row in enumerate(rows):
-                stored = {"patient_id": owner.id, **typed(BONE_SCAN, row, BONE_SCAN.columns)}
-                key = {k: stored[k] for k in fmt.BONE_SCANS.key if k != "mrn"}
-                refuse_duplicate(conn, BONE_SCAN, {"patient_id": owner.id, **key}, path(i, "ratio"))
-                record_id = insert_row(conn, BONE_SCAN, stored)
-                audit(conn, actor, "create", BONE_SCAN, record_id, owner.mrn, None)
-                saved.append(Saved(BONE_SCAN.entity, record_id, 1, owner.mrn))
+            saved = store_rows(
+                conn, BONE_SCAN, rows, owner=owner, actor=actor, named=lambda i: path(i, "ratio")
+            )
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
     return follow_record(tuple(saved), engine=engine, protocol=protocol, today=given_today)
@@ -477,7 +470,6 @@ def add_range_of_motion(
         )
     refuse_unknown_in_rows(ROM, measurements, ROM_FIELDS, "measurements")
     path = rows_path("measurements", ("date", "site", "side"))
-    saved: list[Saved] = []
     try:
         with engine.begin() as conn:
             owner = patient_by_mrn(conn, mrn)
@@ -490,13 +482,9 @@ def add_range_of_motion(
                 birth_date=owner.birth_date,
                 today=today,
             )
-            for i, row in enumerate(rows):
-                stored = {"patient_id": owner.id, **typed(ROM, row, ROM.columns)}
-                key = {k: stored[k] for k in fmt.ROM.key if k != "mrn"}
-                refuse_duplicate(conn, ROM, {"patient_id": owner.id, **key}, path(i, "movement"))
-                record_id = insert_row(conn, ROM, stored)
-                audit(conn, actor, "create", ROM, record_id, owner.mrn, None)
-                saved.append(Saved(ROM.entity, record_id, 1, owner.mrn))
+            saved = store_rows(
+                conn, ROM, rows, owner=owner, actor=actor, named=lambda i: path(i, "movement")
+            )
     except sa.exc.IntegrityError as error:
         raise stored_together(error) from error
     return follow_record(tuple(saved), engine=engine, protocol=protocol, today=given_today)

@@ -32,8 +32,7 @@ class MovementRow:
     last: str  # "last: 100° on 1 Feb 2026", or ""
 
 
-def short_day(value: dt.date) -> str:
-    return f"{value.day} {value:%b %Y}"
+short_day = labels.day  # "1 Feb 2026", the one day format of the pages and reminders
 
 
 def _degrees(value: float) -> str:
