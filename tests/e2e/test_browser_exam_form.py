@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.e2e.conftest import AS_OF
 
 SHOTS = Path(os.environ.get("HO_TRACKER_EXAM_SHOTS", "/tmp/shots"))
 MRN = "H-EARLY"  # has a right hip site on its page
@@ -27,7 +31,8 @@ def test_browser_examination_of_the_right_hip_on_a_tablet_is_saved_and_shown(
     w = watched(768)
     w.sign_in("clinician")
     w.go(f"/patients/{MRN}")
-    link = w.page.locator("section.examinations a", has_text="Right hip")
+    # the "Examine:" link (the demo's own right-hip records have Correct and Void links)
+    link = w.page.locator("section.examinations").get_by_role("link", name="Right hip", exact=True)
     with w.page.expect_navigation():
         link.click()
     assert w.status == 200
@@ -84,3 +89,58 @@ def test_browser_examination_form_fits_every_width_without_sideways_scroll(
     scroll_width, inner_width = w.fits()
     assert scroll_width <= inner_width
     w.assert_clean()
+
+
+def test_browser_examination_saved_with_its_defaults_says_nothing_to_save(
+    watched: Any, web_engine: Engine
+) -> None:
+    """A person opens the form for the right hip and presses Save at once (date today,
+    nothing else touched): the page refuses with "Nothing to save", naming what to
+    record, beside the first sign, and refuses none of the values the form filled in
+    itself (the date, the joint, the movement rows). Nothing is written."""
+    before = _examinations(web_engine)
+    w = watched(768)
+    w.sign_in("clinician")
+    w.go(f"/patients/{MRN}")
+    with w.page.expect_navigation():
+        w.page.locator("section.examinations").get_by_role(
+            "link", name="Right hip", exact=True
+        ).click()
+    assert w.status == 200
+    page = w.page
+    assert page.locator("#f-date").input_value() == AS_OF.isoformat()  # today, as given
+
+    status = w.submit(page.get_by_role("button", name="Save examination"))
+    assert status == 422
+    assert w.ok_or_marked("the examination form sent with its defaults") == 422
+    main = page.inner_text("main")
+    assert "Not saved." in main
+    assert "Nothing to save: record a sign, the pain, a note or a movement's degrees" in main
+    # the refusal is marked at the first sign, not at a value the form put there
+    marked = page.locator("main [aria-invalid='true']")
+    assert marked.count() >= 1
+    assert all(name == "swelling" for name in marked.evaluate_all("els => els.map(e => e.name)"))
+    for own in ("is outside", "not one of", "is required", "in the future"):
+        assert own not in main, own
+    assert page.locator("#f-date").input_value() == AS_OF.isoformat()  # kept as sent
+    assert page.locator("h1").inner_text() == "Examine the right hip"
+    assert _examinations(web_engine) == before
+    _shot(w, "exam-768-defaults-refused")
+    w.assert_clean()
+
+
+def _examinations(engine: Engine) -> tuple[int, int]:
+    """The patient's stored examinations and range-of-motion rows."""
+    counts = []
+    for table in ("clinical_exam", "range_of_motion"):
+        with engine.connect() as conn:
+            counts.append(
+                conn.execute(
+                    sa.text(
+                        f"SELECT count(*) FROM {table} t JOIN patient p ON p.id = t.patient_id"
+                        " WHERE p.mrn = :mrn"
+                    ),
+                    {"mrn": MRN},
+                ).scalar_one()
+            )
+    return counts[0], counts[1]

@@ -57,8 +57,6 @@ def test_every_date_of_every_patient_moves_by_the_same_days_so_intervals_stay_ex
     for name, column in _date_columns():
         before, after = _dates(tables, name, column), _dates(shifted, name, column)
         assert [b == "" for b in before] == [a == "" for a in after]  # blanks stay blank
-        if not before:  # no rows in the demo yet (exams.csv, rom.csv: issue 16, synth)
-            continue
         steps = {
             (dt.date.fromisoformat(a) - dt.date.fromisoformat(b)).days
             for b, a in zip(before, after, strict=True)
@@ -67,7 +65,7 @@ def test_every_date_of_every_patient_moves_by_the_same_days_so_intervals_stay_ex
         assert steps == {400}, (name, column)
         moved_columns += 1
     assert ("patients.csv", "birth_date") in _date_columns()  # ages stay as they were
-    assert moved_columns == 8
+    assert moved_columns == len(_date_columns()) == 10  # exams.csv, rom.csv too (issue 16)
     for name, (header, rows) in tables.items():  # nothing but dates changes
         dates = {c for f, c in _date_columns() if f == name}
         keep = [i for i, column in enumerate(header) if column not in dates]
@@ -89,6 +87,8 @@ def _latest_stored(engine: Engine) -> dt.date:
         "SELECT max(date) FROM procedure",
         "SELECT max(start_date) FROM treatment_course",
         "SELECT max(end_date) FROM treatment_course",
+        "SELECT max(date) FROM clinical_exam",
+        "SELECT max(date) FROM range_of_motion",
     ]
     with engine.connect() as conn:
         found = [conn.execute(sa.text(q)).scalar_one() for q in queries]
@@ -146,3 +146,36 @@ def test_demo_first_worklist_holds_nothing_from_years_ago(
             sa.text("SELECT count(*) FROM reminder WHERE status = 'lapsed'")
         ).scalar_one()
     assert lapsed > 0
+
+
+def test_the_loaded_demo_shows_the_bedside_rules_open_and_a_joint_losing_range(
+    sqlite_engine: Engine,
+) -> None:
+    """Issue 16: the demo shows each bedside rule at least once, open on the first
+    worklist, and a site whose range of motion fell enough for rom_loss (model-spec v2,
+    sections 6 and 9), as the planner and the assessment find them in the loaded data."""
+    from tracker.protocol import Protocol
+    from tracker.reminders.planner import plan
+    from tracker.services.assessment import assess_all
+
+    load_demo(sqlite_engine, DEMO, today=TODAY)
+    plan(engine=sqlite_engine, as_of=TODAY, protocol=Protocol())
+    with sqlite_engine.connect() as conn:
+        open_rules = conn.execute(
+            sa.text(
+                "SELECT r.rule, r.site, r.side, r.detail FROM reminder r"
+                " WHERE r.status IN ('pending', 'due', 'sent')"
+                " AND r.rule IN ('suspected_ho_imaging', 'dvt_query_hip_ultrasound')"
+            )
+        ).all()
+    rules = {rule for rule, *_ in open_rules}
+    assert rules == {"suspected_ho_imaging", "dvt_query_hip_ultrasound"}, open_rules
+    for rule, site, side, detail in open_rules:
+        assert "_" not in detail, detail  # said in words, not vocabulary tokens
+        if rule == "suspected_ho_imaging":
+            assert f"image the {side} {site}" in detail
+        else:
+            assert site is None and "image both hips" in detail
+    frame = assess_all(engine=sqlite_engine, as_of=TODAY)
+    losing = frame[frame["flags"].str.split(";").map(lambda flags: "rom_loss" in flags)]
+    assert len(losing) >= 1

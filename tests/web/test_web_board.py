@@ -217,7 +217,8 @@ def test_a_board_whose_calls_are_not_todays_says_so_and_a_surgeon_refreshes_it(
         )
         assert done.status_code == 303 and done.headers["location"] == "/board?readiness=not_ready"
         after = client.get(done.headers["location"]).text
-    assert "Board refreshed: 56 sites of 34 patients assessed as of 2 Nov 2026." in after
+    # 57: H-NONE's left-thigh Doppler (issue 16) is a site, stage none
+    assert "Board refreshed: 57 sites of 34 patients assessed as of 2 Nov 2026." in after
     assert 'id="board-stale"' not in after and "as of 2026-11-02" in after
     assert assessment_state(engine=demo_engine).current(DAY, Protocol().fingerprint)
 
