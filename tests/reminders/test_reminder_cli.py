@@ -96,3 +96,26 @@ def test_deliver_without_a_reachable_server_says_why_and_keeps_the_reminders(
     assert "0 sent" in captured.out
     assert run([*db, "reminders", "list", "--status", "sent", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_the_plain_worklist_says_rules_sites_and_reasons_in_words(
+    db: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracker import labels
+
+    assert run([*db, "reminders", "plan", "--as-of", "2026-11-01"]) == 0
+    capsys.readouterr()
+    assert run([*db, "reminders", "list", "--mrn", "H-NONE", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows, "the demo plans reminders for H-NONE"
+    from tracker.cli import console
+
+    monkeypatch.setattr(console.out, "width", 400)  # one line per row: each cell reads whole
+    assert run([*db, "reminders", "list", "--mrn", "H-NONE"]) == 0
+    table = capsys.readouterr().out
+    for row in rows:
+        assert labels.rule(row["rule"]) in table
+        assert row["rule"] not in table or row["rule"] == labels.rule(row["rule"])
+        assert labels.words(row["status"]) in table
+        if row["detail"]:
+            assert row["detail"] in table

@@ -118,19 +118,23 @@ def list_command(
     if json_out:
         print(json.dumps([_json(row) for row in rows]))
         return
+    from tracker import labels
+
     table = Table(
-        "id", "mrn", "team", "rule", "site", "due", "status", "note", title=f"{len(rows)} reminders"
-    )
+        "id", "mrn", "team", "reminder", "site", "due", "status", "why", "note",
+        title=f"{len(rows)} reminders",
+    )  # fmt: skip
     for row in rows:
-        where = f"{row['site']} {row['side']}" if row["site"] else ""
+        # words, as the worklist page says them (issue 16: no raw vocabulary codes)
+        where = f"{labels.words(row['side'])} {labels.words(row['site'])}" if row["site"] else ""
         note = row["cancel_reason"] or row["last_error"] or ("late" if row["late"] else "")
         if row["status"] == ReminderStatus.lapsed:
             note = note or "long past when first planned: never delivered"
         if row["status"] == "sent" and row["accepted_at"] is None and not row["last_error"]:
             note = note or "being sent"
         table.add_row(
-            str(row["id"]), row["mrn"], row["team"] or "", row["rule"], where,
-            row["due"].isoformat(), row["status"], note or "",
+            str(row["id"]), row["mrn"], row["team"] or "", labels.rule(row["rule"]), where,
+            row["due"].isoformat(), labels.words(row["status"]), row["detail"] or "", note or "",
         )  # fmt: skip
     out.print(table)
     if not status:
