@@ -224,13 +224,7 @@ def import_dicom(
         ]
         if problems:
             raise ValidationFailed(problems)
-        added: dict[str, dict[str, int]] = {}
-        for study in summary.studies:
-            counts = (summary.studies_added, summary.sites_added)
-            store_study(conn, study, ids[study.mrn], summary)
-            mine = added.setdefault(study.mrn, {"imaging studies": 0, "pending sites": 0})
-            mine["imaging studies"] += summary.studies_added - counts[0]
-            mine["pending sites"] += summary.sites_added - counts[1]
+        added = store_studies(conn, [(s, ids[s.mrn]) for s in summary.studies], summary)
         if audit is not None:
             audit(conn, added)
     return summary
@@ -252,68 +246,122 @@ def known_patients(
     return ids, born
 
 
+# bound parameters per IN list: well under SQLite's and PostgreSQL's limits
+_CHUNK = 400
+_StudyKey = tuple[int, dt.date, str, str | None]
+
+
 def store_study(
     conn: sa.Connection, study: DicomStudy, patient_id: int, summary: DicomSummary
 ) -> None:
-    """Store one checked study by its natural key (patient, date, modality, accession)
-    and its pending site (body part, laterality), each only if not already stored: the
-    same study from a file and from the PACS is one imaging study."""
+    """Store one checked study (see `store_studies`)."""
+    store_studies(conn, [(study, patient_id)], summary)
+
+
+def store_studies(
+    conn: sa.Connection, studies: Sequence[tuple[DicomStudy, int]], summary: DicomSummary
+) -> dict[str, dict[str, int]]:
+    """Store checked studies (each with its patient's id) by their natural key
+    (patient, date, modality, accession) and their pending sites (body part,
+    laterality), each only if not already stored: the same study from a file and from
+    the PACS is one imaging study, and two headers of one study in `studies` are one
+    study. Set-based: a query for the stored studies, one for their pending sites,
+    then a bulk insert of each. Gives what was added per patient (by mrn, in order),
+    for the import's audit."""
     table = table_of(ImagingStudy)
-    query = sa.select(table.c.id).where(
-        table.c.patient_id == patient_id,
-        table.c.date == study.date,
-        table.c.modality == study.modality,
-        table.c.accession == study.accession if study.accession else table.c.accession.is_(None),
-    )
-    if "voided_at" in table.c:  # a voided study is not the study these files describe
-        query = query.where(table.c.voided_at.is_(None))
-    study_id = conn.execute(query).scalar()
-    added = False
-    if study_id is None:
-        inserted = conn.execute(
-            sa.insert(table).values(
-                patient_id=patient_id,
-                date=study.date,
-                modality=study.modality,
-                accession=study.accession,
-            )
-        ).inserted_primary_key
-        assert inserted is not None
-        study_id = inserted[0]
-        summary.studies_added += 1
-        added = True
-    site_added = False
-    if study.body_part or study.laterality:
-        site_added = _pending_site(conn, study, study_id)
-        summary.sites_added += int(site_added)
-    if not (added or site_added):
-        summary.unchanged += 1
-
-
-def _pending_site(conn: sa.Connection, study: DicomStudy, study_id: int) -> bool:
     pending = table_of(DicomPendingSite)
-    exists = conn.execute(
-        sa.select(pending.c.id).where(
-            pending.c.study_id == study_id,
-            pending.c.body_part == study.body_part,
-            pending.c.laterality == study.laterality,
+    keys = [(pid, s.date, s.modality, s.accession) for s, pid in studies]
+    known = _stored_studies(conn, keys)
+    new: dict[_StudyKey, None] = {k: None for k in keys if k not in known}
+    if new:
+        rows = [
+            {"patient_id": pid, "date": date, "modality": modality, "accession": accession}
+            for pid, date, modality, accession in new
+        ]
+        if conn.dialect.insert_executemany_returning:
+            inserted = conn.execute(
+                sa.insert(table).returning(
+                    table.c.id, table.c.patient_id, table.c.date, table.c.modality,
+                    table.c.accession,
+                ),
+                rows,
+            )  # fmt: skip
+            known.update({(p, d, m, a): i for i, p, d, m, a in inserted})
+        else:
+            conn.execute(sa.insert(table), rows)
+            known.update(_stored_studies(conn, list(new)))
+    ids = list({known[k]: None for k in keys})
+    have: set[tuple[int, str, str]] = set()
+    for chunk in _chunks(ids):
+        have.update(
+            conn.execute(
+                sa.select(pending.c.study_id, pending.c.body_part, pending.c.laterality).where(
+                    pending.c.study_id.in_(chunk)
+                )
+            ).tuples()
         )
-    ).scalar()
-    if exists is not None:
-        return False
+    added: dict[str, dict[str, int]] = {}
+    sites: list[dict[str, object]] = []
+    seen: set[_StudyKey] = set()
+    for key, (study, _) in zip(keys, studies, strict=True):
+        study_added = key in new and key not in seen
+        seen.add(key)
+        site_added = False
+        if study.body_part or study.laterality:
+            site_key = (known[key], study.body_part, study.laterality)
+            if site_key not in have:
+                have.add(site_key)
+                sites.append(_site_row(study, known[key]))
+                site_added = True
+        summary.studies_added += int(study_added)
+        summary.sites_added += int(site_added)
+        if not (study_added or site_added):
+            summary.unchanged += 1
+        mine = added.setdefault(study.mrn, {"imaging studies": 0, "pending sites": 0})
+        mine["imaging studies"] += int(study_added)
+        mine["pending sites"] += int(site_added)
+    if sites:
+        conn.execute(sa.insert(pending), sites)
+    return added
+
+
+def _chunks(items: Sequence[object]) -> Iterable[list[object]]:
+    for at in range(0, len(items), _CHUNK):
+        yield list(items[at : at + _CHUNK])
+
+
+def _stored_studies(conn: sa.Connection, keys: Sequence[_StudyKey]) -> dict[_StudyKey, int]:
+    """The ids of the live stored studies among `keys`, by key."""
+    if not keys:
+        return {}
+    table = table_of(ImagingStudy)
+    wanted = set(keys)
+    first, last = min(k[1] for k in keys), max(k[1] for k in keys)
+    found: dict[_StudyKey, int] = {}
+    for chunk in _chunks(sorted({k[0] for k in keys})):
+        query = sa.select(
+            table.c.id, table.c.patient_id, table.c.date, table.c.modality, table.c.accession
+        ).where(table.c.patient_id.in_(chunk), table.c.date.between(first, last))
+        if "voided_at" in table.c:  # a voided study is not the study these files describe
+            query = query.where(table.c.voided_at.is_(None))
+        for study_id, *key in conn.execute(query.order_by(table.c.id)):
+            one: _StudyKey = (key[0], key[1], key[2], key[3])
+            if one in wanted:
+                found.setdefault(one, study_id)
+    return found
+
+
+def _site_row(study: DicomStudy, study_id: int) -> dict[str, object]:
     site = BODY_PART_SITE.get(study.body_part)
     side = LATERALITY_SIDE.get(study.laterality)
     if site == "spine" or site == "pelvis":
         side = side or "midline"
-    conn.execute(
-        sa.insert(pending).values(
-            study_id=study_id,
-            body_part=study.body_part,
-            laterality=study.laterality,
-            site=site,
-            side=side,
-            source_file=study.source[-500:],
-            status="pending",
-        )
-    )
-    return True
+    return {
+        "study_id": study_id,
+        "body_part": study.body_part,
+        "laterality": study.laterality,
+        "site": site,
+        "side": side,
+        "source_file": study.source[-500:],
+        "status": "pending",
+    }

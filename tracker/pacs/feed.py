@@ -38,7 +38,12 @@ from sqlalchemy.engine import Engine
 
 from tracker.interchange import fhir_codes as codes
 from tracker.interchange.csv_import import ImportAudit
-from tracker.interchange.dicom_import import DicomStudy, DicomSummary, known_patients, store_study
+from tracker.interchange.dicom_import import (
+    DicomStudy,
+    DicomSummary,
+    known_patients,
+    store_studies,
+)
 from tracker.interchange.dicom_import import study_of as header_study
 from tracker.labels import count
 from tracker.pacs.settings import PacsSettings
@@ -344,20 +349,17 @@ class _Poll:
     def store(self, window: _Window, through: dt.date | None) -> None:
         """The window's studies and the new position, in one transaction."""
         summary = DicomSummary()
-        added: dict[str, dict[str, int]] = {}
         with self.engine.begin() as conn:
             ids, born = known_patients(conn, {s.mrn for s in window.studies})
+            storing: list[tuple[DicomStudy, int]] = []
             for study, uid in zip(window.studies, window.uids, strict=True):
                 if study.mrn not in ids:  # voided meanwhile
                     self.report.unknown_patient += 1
                 elif study.mrn in born and study.date < born[study.mrn]:
                     self.skip("its study date is before the patient's birth date", uid)
                 else:
-                    counts = (summary.studies_added, summary.sites_added)
-                    store_study(conn, study, ids[study.mrn], summary)
-                    mine = added.setdefault(study.mrn, {"imaging studies": 0, "pending sites": 0})
-                    mine["imaging studies"] += summary.studies_added - counts[0]
-                    mine["pending sites"] += summary.sites_added - counts[1]
+                    storing.append((study, ids[study.mrn]))
+            added = store_studies(conn, storing, summary)  # set-based, in this transaction
             self.audit(conn, added)  # a row per patient given a study, as the file import
             if through is not None:
                 advance(conn, through)
