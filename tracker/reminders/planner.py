@@ -267,7 +267,14 @@ def plan(
             engine=engine, mrn=mrn, as_of=as_of, protocol=protocol, dry_run=dry_run, now=now
         )
     now = now or utcnow()
-    with engine.connect() as conn, ThreadPoolExecutor(1, "reminder-plan-read") as pool:
+    with engine.connect() as conn, ThreadPoolExecutor(2, "reminder-plan-read") as pool:
+        # the bedside rules' rows (range of motion aside: the cohort frames hold it) are
+        # read on a connection of their own while the cohort frames are read here
+        bedside_read: Callable[[], dict[str, pd.DataFrame]] = functools.partial(
+            bedside_tables, conn, range_of_motion=_NOT_READ
+        )
+        if not _thread_bound(engine):
+            bedside_read = pool.submit(_bedside_tables, engine).result
         frames = {name: read_table(conn, name) for name in TABLES if name != "labs"}
         stored = _stored(conn)
         patient_ids = _patient_ids(conn)
@@ -277,7 +284,7 @@ def plan(
         if not _thread_bound(engine):
             labs = pool.submit(_read_table, engine, "labs").result
 
-        bedside = bedside_tables(conn, range_of_motion=frames["range_of_motion"])
+        bedside = {**bedside_read(), "range_of_motion": frames["range_of_motion"]}
         return reconcile(
             engine=engine,
             inputs=record_inputs({**frames, **bedside}),
@@ -380,6 +387,14 @@ def bedside_tables(
             result = conn.execute(sa.text(sql + " AND p.mrn = :mrn"), {"mrn": mrn})
             tables[name] = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     return tables
+
+
+_NOT_READ = pd.DataFrame()  # a stand-in for the range of motion `plan` reads itself
+
+
+def _bedside_tables(engine: Engine) -> dict[str, pd.DataFrame]:
+    with engine.connect() as conn:
+        return bedside_tables(conn, range_of_motion=_NOT_READ)
 
 
 def _read_table(engine: Engine, name: str) -> pd.DataFrame:
