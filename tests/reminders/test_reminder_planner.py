@@ -305,3 +305,31 @@ def test_a_team_cannot_be_removed_while_patients_are_in_it(any_engine: Engine) -
         conn.execute(sa.text("DELETE FROM team WHERE name = 'ward7'"))
     with pytest.raises(sa.exc.IntegrityError), any_engine.begin() as conn:
         conn.execute(sa.text("UPDATE patient SET team = 'nowhere'"))
+
+
+def test_the_delivery_recheck_keeps_every_reminder_the_plan_just_made(lite: Engine) -> None:
+    """Before sending, delivery asks the rules again (`recheck_many`) over the patients'
+    records: each open reminder the plan has just made still applies, the bedside ones
+    (an examination's signs, a DVT query) among them, rather than being cancelled."""
+    from tracker.reminders.delivery import recheck_many
+
+    import_folder(lite, DEMO)
+    as_of = date(2026, 11, 1)
+    plan(engine=lite, as_of=as_of, protocol=PROTOCOL)
+    with lite.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT p.mrn, r.rule, r.site, r.side, r.due FROM reminder r "
+                "JOIN patient p ON p.id = r.patient_id WHERE r.status IN ('pending', 'due')"
+            )
+        ).all()
+    keys = [
+        (m, r, s, d, date.fromisoformat(due) if isinstance(due, str) else due)
+        for m, r, s, d, due in rows
+    ]
+    assert {"suspected_ho_imaging", "dvt_query_hip_ultrasound"} <= {k[1] for k in keys}
+    with Session(lite) as session:
+        records = [patient_records(session, mrn) for mrn in sorted({k[0] for k in keys})]
+    answers = recheck_many(records, keys, as_of=as_of, protocol=PROTOCOL)
+    dropped = [(k, a) for k, a in zip(keys, answers, strict=True) if a.status.value != "due"]
+    assert dropped == []

@@ -868,7 +868,17 @@ def recheck_many(
     if not keys:
         return []
     frames = cohort_frames(records)
-    inputs = record_inputs({f.name: getattr(frames, f.name) for f in fields(frames)})
+    by_name = {f.name: getattr(frames, f.name) for f in fields(frames)}
+    # the bedside rules' inputs (v2), which the cohort frames do not hold: without them
+    # a reminder from an examination's signs or a DVT query would look unwanted and be
+    # cancelled at the moment of sending
+    per_patient = [rules.records_frames(r) for r in records]
+    for name in ("exams", "d_dimers"):
+        by_name[name] = pd.concat([p[name] for p in per_patient], ignore_index=True)
+    found = pd.concat([p["findings"] for p in per_patient], ignore_index=True)
+    asked_dvt = (found["modality"] == "ultrasound") & (found["indication"] == "dvt_query")
+    by_name["dvt_studies"] = found.loc[asked_dvt.to_numpy(bool), ["mrn", "date"]]
+    inputs = record_inputs(by_name)
     cut = rules.cut_at(inputs, as_of, protocol)
     cut = cut.with_sites(cohort_sites(frames, as_of, protocol))
     asked = pd.DataFrame(
